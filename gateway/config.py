@@ -1,0 +1,331 @@
+"""Configuration (SPEC §2): an optional YAML file, overridden by ``HOMEWATCH_*`` variables.
+
+One pydantic model per concern, unknown keys refused, thresholds as data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ConfigError",
+    "Duration",
+    "EscalationConfig",
+    "EscalationStep",
+    "RulesConfig",
+    "Settings",
+    "load_settings",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "changethis", "please-change"}
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message names the setting."""
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``90s``, ``5m``, ``4h``, ``2d``, ISO 8601 ``PT4H`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a duration: {value!r}")
+    match = _DURATION.match(value)
+    if match:
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    iso = _ISO_DURATION.match(value.strip().upper())
+    if iso and any(iso.groupdict().values()):
+        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
+        return timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    raise ValueError(f"not a duration: {value!r} (write e.g. 90s, 5m, 4h, 2d or PT4H)")
+
+
+def _parse_clock_time(value: object) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
+        hour, minute = (int(p) for p in value.strip().split(":"))
+        if hour == 24 and minute == 0:
+            return time(0, 0)
+        return time(hour, minute)
+    raise ValueError(f"not a time of day: {value!r} (write HH:MM)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+ClockTime = Annotated[time, BeforeValidator(_parse_clock_time)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DayWindow(_Strict):
+    start: ClockTime = time(6, 0)
+    end: ClockTime = time(21, 0)
+    quiet: Duration = timedelta(hours=4)
+
+
+class NightWindow(_Strict):
+    quiet: Duration = timedelta(hours=12)
+
+
+class InactivityRule(_Strict):
+    day: DayWindow = DayWindow()
+    night: NightWindow = NightWindow()
+    #: Motion sensors whose reports must not count as activity (e.g. a bed-bound resident's
+    #: bedroom PIR); per-person override only.
+    ignore_devices: tuple[str, ...] = ()
+
+
+class DoorOpenNightRule(_Strict):
+    start: ClockTime = time(22, 0)
+    end: ClockTime = time(5, 0)
+    open_for: Duration = timedelta(minutes=15)
+
+
+class RulesConfig(_Strict):
+    inactivity: InactivityRule = InactivityRule()
+    door_open_night: DoorOpenNightRule = DoorOpenNightRule()
+    device_silence: Duration = timedelta(hours=25)
+    battery_low: int = Field(default=15, ge=0, le=100)
+    sos_debounce: Duration = timedelta(seconds=30)
+
+
+Recipient = Literal["resident", "helper", "village_team", "town_duty"]
+Channel = Literal["sms", "voice"]
+
+
+class EscalationStep(_Strict):
+    notify: Recipient
+    channels: tuple[Channel, ...] = Field(min_length=1)
+    wait: Duration
+    repeat: bool = False
+
+    @field_validator("channels")
+    @classmethod
+    def _no_duplicate_channels(cls, channels: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(channels)) != len(channels):
+            raise ValueError("a channel is listed twice")
+        return channels
+
+
+def _default_emergency() -> tuple[EscalationStep, ...]:
+    return (
+        EscalationStep(notify="helper", channels=("sms", "voice"), wait=timedelta(minutes=3)),
+        EscalationStep(
+            notify="village_team", channels=("sms", "voice"), wait=timedelta(minutes=5)
+        ),
+        EscalationStep(
+            notify="town_duty", channels=("sms", "voice"), wait=timedelta(minutes=10), repeat=True
+        ),
+    )
+
+
+def _default_wellbeing() -> tuple[EscalationStep, ...]:
+    return (
+        EscalationStep(notify="resident", channels=("voice",), wait=timedelta(minutes=5)),
+        EscalationStep(notify="helper", channels=("sms", "voice"), wait=timedelta(minutes=15)),
+        EscalationStep(
+            notify="village_team",
+            channels=("sms", "voice"),
+            wait=timedelta(minutes=30),
+            repeat=True,
+        ),
+    )
+
+
+def _default_technical() -> tuple[EscalationStep, ...]:
+    return (EscalationStep(notify="helper", channels=("sms",), wait=timedelta(days=1)),)
+
+
+class EscalationConfig(_Strict):
+    emergency: tuple[EscalationStep, ...] = Field(default_factory=_default_emergency)
+    wellbeing: tuple[EscalationStep, ...] = Field(default_factory=_default_wellbeing)
+    technical: tuple[EscalationStep, ...] = Field(default_factory=_default_technical)
+
+    @model_validator(mode="after")
+    def _only_last_step_repeats(self) -> EscalationConfig:
+        for group in ("emergency", "wellbeing", "technical"):
+            steps: tuple[EscalationStep, ...] = getattr(self, group)
+            if not steps:
+                raise ValueError(f"escalation.{group} needs at least one step")
+            for index, step in enumerate(steps[:-1]):
+                if step.repeat:
+                    raise ValueError(
+                        f"escalation.{group}[{index}]: only the last step may repeat"
+                    )
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything SPEC §2 names. Env ``HOMEWATCH_*`` beats the YAML file beats defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HOMEWATCH_", extra="forbid", frozen=True, env_nested_delimiter="__"
+    )
+
+    database_url: str = "sqlite+aiosqlite:///homewatch.db"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = "homewatch-gateway"
+    #: Topic prefix for the gateway's own status topic and native devices (tests isolate runs).
+    mqtt_topic_prefix: str = "homewatch"
+    #: Share ingest across several `run` processes (MQTT 5 shared subscription group name).
+    mqtt_share_group: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    timezone: str = "Asia/Shanghai"
+    notifier: Literal["twilio", "console"] | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    #: Ingest batching: flush after this many messages or this long, whichever first.
+    ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    ingest_batch_window: Duration = timedelta(milliseconds=50)
+    #: Rejected payloads kept for inspection (oldest dropped beyond this).
+    rejected_keep: int = Field(default=10_000, ge=0)
+    rules: RulesConfig = RulesConfig()
+    escalation: EscalationConfig = EscalationConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the YAML file's content; the environment must win over it.
+        return (env_settings, init_settings)
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {zone!r}") from exc
+        return zone
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def notifier_name(self) -> str:
+        if self.notifier:
+            return self.notifier
+        return "twilio" if self.twilio_account_sid else "console"
+
+    @property
+    def mqtt_host(self) -> str:
+        return urlsplit(self.mqtt_url).hostname or "127.0.0.1"
+
+    @property
+    def mqtt_port(self) -> int:
+        parts = urlsplit(self.mqtt_url)
+        return parts.port or (8883 if self.mqtt_tls else 1883)
+
+    @property
+    def mqtt_tls(self) -> bool:
+        return urlsplit(self.mqtt_url).scheme in ("mqtts", "ssl")
+
+    def require_production_secret(self) -> str:
+        """`run` refuses to start without a real secret."""
+        key = self.secret_key
+        if key is None or key.strip().lower() in _PLACEHOLDER_SECRETS:
+            raise ConfigError(
+                "HOMEWATCH_SECRET_KEY is required by `homewatch run` and must not be a "
+                "placeholder (generate one: python -c 'import secrets;print(secrets.token_urlsafe(32))')"
+            )
+        if len(key) < 16:
+            raise ConfigError("HOMEWATCH_SECRET_KEY is too short: use at least 16 characters")
+        return key
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from the YAML file (``--config`` or ``HOMEWATCH_CONFIG``) and env."""
+    path = config_file or os.environ.get("HOMEWATCH_CONFIG")
+    data: dict[str, Any] = {}
+    source = "environment"
+    if path:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file not found: {path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"configuration file {path} must be a mapping of settings")
+        data = loaded
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from exc
