@@ -1,0 +1,331 @@
+"""Database tables (SQLAlchemy 2 typed ORM). All timestamps UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from gateway.storage.types import UTCDateTime
+
+__all__ = [
+    "Alert",
+    "AuditEntry",
+    "Base",
+    "Device",
+    "DeviceState",
+    "Event",
+    "Helper",
+    "Notification",
+    "Person",
+    "RejectedMessage",
+    "TeamMember",
+    "Town",
+    "UnknownDevice",
+    "User",
+    "Village",
+    "Visit",
+]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Town(Base):
+    """The single town this installation serves, with its duty line (民政办值班)."""
+
+    __tablename__ = "town"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    duty_name: Mapped[str] = mapped_column(String(100))
+    duty_phone: Mapped[str] = mapped_column(String(20))
+
+
+class Village(Base):
+    __tablename__ = "villages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    team: Mapped[list[TeamMember]] = relationship(
+        back_populates="village", order_by="TeamMember.id", cascade="all, delete-orphan"
+    )
+
+
+class TeamMember(Base):
+    """A member of the village's 应急救助志愿服务队."""
+
+    __tablename__ = "team_members"
+    __table_args__ = (UniqueConstraint("village_id", "phone"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(20))
+    role: Mapped[str] = mapped_column(String(50), default="")
+    village: Mapped[Village] = relationship(back_populates="team")
+
+
+class Helper(Base):
+    """A 帮扶责任人."""
+
+    __tablename__ = "helpers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    title: Mapped[str] = mapped_column(String(100), default="")
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    village: Mapped[Village] = relationship()
+
+
+class Person(Base):
+    """A 关爱对象 in the register."""
+
+    __tablename__ = "persons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    gender: Mapped[str] = mapped_column(String(2))
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
+    categories: Mapped[list[str]] = mapped_column(JSON)
+    care_level: Mapped[str] = mapped_column(String(20))
+    helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
+    measures: Mapped[str] = mapped_column(Text, default="")
+    phone: Mapped[str | None] = mapped_column(String(20))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(200), default="")
+    guardian_name: Mapped[str | None] = mapped_column(String(100))
+    guardian_phone: Mapped[str | None] = mapped_column(String(20))
+    rules_override: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_activity_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    village: Mapped[Village] = relationship()
+    helper: Mapped[Helper | None] = relationship()
+    devices: Mapped[list[Device]] = relationship(back_populates="person", order_by="Device.id")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(100), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    protocol: Mapped[str] = mapped_column(String(20))
+    topic: Mapped[str] = mapped_column(String(255), unique=True)
+    model: Mapped[str | None] = mapped_column(String(100))
+    person: Mapped[Person] = relationship(back_populates="devices")
+    state: Mapped[DeviceState | None] = relationship(
+        back_populates="device", cascade="all, delete-orphan"
+    )
+
+
+class DeviceState(Base):
+    """What the device last told us; kept current by ingest."""
+
+    __tablename__ = "device_state"
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    last_seen_at: Mapped[datetime | None]
+    battery: Mapped[int | None]
+    link_quality: Mapped[int | None]
+    door_open: Mapped[bool | None] = mapped_column(Boolean)
+    door_changed_at: Mapped[datetime | None]
+    device: Mapped[Device] = relationship(back_populates="state")
+
+
+class Event(Base):
+    """One stored sensor event. ``dedup_key`` makes redeliveries and repeated ids no-ops."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("device_uid", "dedup_key", name="uq_events_device_dedup"),
+        Index("ix_events_device_received", "device_uid", "received_at"),
+        Index("ix_events_received", "received_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_uid: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[bool | None] = mapped_column(Boolean)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    event_id: Mapped[str | None] = mapped_column(String(100))
+    dedup_key: Mapped[str] = mapped_column(String(100))
+    battery: Mapped[int | None]
+    link_quality: Mapped[int | None]
+    retained: Mapped[bool] = mapped_column(Boolean, default=False)
+    timestamp_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RejectedMessage(Base):
+    """A payload no adapter could use, kept (bounded) for an operator to inspect."""
+
+    __tablename__ = "rejected_messages"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    device_uid: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(50), index=True)
+    detail: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int]
+    received_at: Mapped[datetime]
+
+
+class UnknownDevice(Base):
+    """A topic no registered device owns: counted, listed, never acted on."""
+
+    __tablename__ = "unknown_devices"
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    message_count: Mapped[int] = mapped_column(BigInteger)
+    last_payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
+    helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
+    created_at: Mapped[datetime]
+
+
+class Alert(Base):
+    """An alert and its escalation cursor.
+
+    ``version`` is bumped by every state change: a worker claims a due step with
+    ``UPDATE … WHERE id = :id AND version = :seen``, so two gateway processes never send
+    the same step twice (optimistic concurrency works the same on SQLite and PostgreSQL).
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # One open alert per person and type (open or acknowledged = still being handled).
+        Index(
+            "uq_alerts_one_open",
+            "person_id",
+            "type",
+            unique=True,
+            sqlite_where=text("status IN ('open', 'acknowledged')"),
+            postgresql_where=text("status IN ('open', 'acknowledged')"),
+        ),
+        Index("ix_alerts_due", "status", "next_step_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(8), unique=True)
+    type: Mapped[str] = mapped_column(String(30))
+    group: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"))
+    device_uid: Mapped[str | None] = mapped_column(String(100))
+    raised_at: Mapped[datetime]
+    last_trigger_at: Mapped[datetime]
+    trigger_count: Mapped[int] = mapped_column(Integer, default=1)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    step_index: Mapped[int] = mapped_column(Integer, default=-1)
+    step_round: Mapped[int] = mapped_column(Integer, default=0)
+    next_step_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None]
+    person: Mapped[Person] = relationship()
+    notifications: Mapped[list[Notification]] = relationship(
+        back_populates="alert", order_by="Notification.id"
+    )
+
+
+class Notification(Base):
+    """One delivery attempt of one message to one recipient on one channel."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "not_before"),
+        Index("ix_notifications_phone", "recipient_phone"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    purpose: Mapped[str] = mapped_column(String(20))  # alert, taken, resolved, confirm, digest
+    template: Mapped[str] = mapped_column(String(50))
+    step_index: Mapped[int | None]
+    step_round: Mapped[int | None]
+    recipient_role: Mapped[str] = mapped_column(String(20))
+    recipient_name: Mapped[str] = mapped_column(String(100))
+    recipient_phone: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(10))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    #: pending -> sending -> sent -> (queued/delivered/completed/failed/...), or failed.
+    status: Mapped[str] = mapped_column(String(20))
+    not_before: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    #: Set once the failure of this attempt has been handled (retry or fallback scheduled).
+    failure_handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    alert: Mapped[Alert | None] = relationship(back_populates="notifications")
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    helper_phone: Mapped[str] = mapped_column(String(20))
+    visited_at: Mapped[datetime]
+    services: Mapped[list[str]] = mapped_column(JSON)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    photo_path: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class AuditEntry(Base):
+    """Who changed what in the register, with before/after."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    entity: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(100))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
