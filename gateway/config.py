@@ -146,9 +146,7 @@ class EscalationStep(_Strict):
 def _default_emergency() -> tuple[EscalationStep, ...]:
     return (
         EscalationStep(notify="helper", channels=("sms", "voice"), wait=timedelta(minutes=3)),
-        EscalationStep(
-            notify="village_team", channels=("sms", "voice"), wait=timedelta(minutes=5)
-        ),
+        EscalationStep(notify="village_team", channels=("sms", "voice"), wait=timedelta(minutes=5)),
         EscalationStep(
             notify="town_duty", channels=("sms", "voice"), wait=timedelta(minutes=10), repeat=True
         ),
@@ -185,9 +183,7 @@ class EscalationConfig(_Strict):
                 raise ValueError(f"escalation.{group} needs at least one step")
             for index, step in enumerate(steps[:-1]):
                 if step.repeat:
-                    raise ValueError(
-                        f"escalation.{group}[{index}]: only the last step may repeat"
-                    )
+                    raise ValueError(f"escalation.{group}[{index}]: only the last step may repeat")
         return self
 
 
@@ -290,7 +286,8 @@ class Settings(BaseSettings):
         if key is None or key.strip().lower() in _PLACEHOLDER_SECRETS:
             raise ConfigError(
                 "HOMEWATCH_SECRET_KEY is required by `homewatch run` and must not be a "
-                "placeholder (generate one: python -c 'import secrets;print(secrets.token_urlsafe(32))')"
+                "placeholder (generate one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         if len(key) < 16:
             raise ConfigError("HOMEWATCH_SECRET_KEY is too short: use at least 16 characters")

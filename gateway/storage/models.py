@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -56,7 +56,11 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
 
 
 class Town(Base):
@@ -294,6 +298,8 @@ class Notification(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Template parameters, so a retry on the other channel renders that channel's wording.
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     body: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]

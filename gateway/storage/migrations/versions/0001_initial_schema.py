@@ -2,14 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 16:10:13.478860
+Create Date: 2026-11-29 16:12:50.961516
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -302,6 +301,7 @@ def upgrade() -> None:
         sa.Column("claimed_by", sa.String(length=100), nullable=True),
         sa.Column("sid", sa.String(length=64), nullable=True),
         sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

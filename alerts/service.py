@@ -1,0 +1,832 @@
+"""Alert lifecycle and escalation, persisted so that restarts lose and repeat nothing.
+
+Everything is written before anything is sent:
+
+1. A trigger inserts an alert (``open``, ``next_step_at`` = now) and commits.
+2. :meth:`AlertService.run_due` claims each due step with a compare-and-set on the
+   alert's ``version`` and, in the same transaction, inserts one ``pending`` notification
+   per recipient and channel. Two gateway processes racing for a step: one wins.
+3. :meth:`AlertService.send_pending` claims each pending notification (``pending`` →
+   ``sending``, again compare-and-set), sends it, and records the provider's SID. A
+   failure schedules a retry with backoff; after the last retry the step's other channel
+   is tried. A crash while ``sending`` leaves the row to be re-sent after a grace period:
+   for an alarm, a rare duplicate beats a lost message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.templates import render
+from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
+from gateway.clock import Clock
+from gateway.config import EscalationConfig, EscalationStep, RulesConfig
+from gateway.storage.db import Database
+from gateway.storage.models import (
+    Alert,
+    Helper,
+    Notification,
+    Person,
+    TeamMember,
+    Town,
+    Village,
+)
+
+__all__ = ["AckResult", "AlertService", "Recipient"]
+
+log = logging.getLogger(__name__)
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over a phone
+#: Delays before attempt 2, 3, ... of one delivery.
+RETRY_DELAYS = (timedelta(seconds=20), timedelta(seconds=60))
+#: A notification stuck in ``sending`` this long was orphaned by a crash.
+SENDING_GRACE = timedelta(minutes=2)
+FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+_TEMPLATE_FOR_TYPE = {
+    AlertType.SOS: "sos_alert",
+    AlertType.FALL: "fall_alert",
+    AlertType.INACTIVITY: "inactivity_alert",
+    AlertType.DOOR_OPEN_NIGHT: "door_open_night_alert",
+    AlertType.DEVICE_OFFLINE: "device_fault",
+    AlertType.BATTERY_LOW: "battery_low",
+    AlertType.GATEWAY_LINK: "gateway_link",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    role: str
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckResult:
+    alert_id: int
+    code: str
+    acknowledged_by: str
+    already: bool
+
+
+def national_phone(e164: str | None) -> str:
+    """What a Chinese reader dials: +8613700000001 -> 13700000001."""
+    if not e164:
+        return "无"
+    if e164.startswith("+86"):
+        rest = e164[3:]
+        return rest if rest.startswith("1") else "0" + rest
+    return e164
+
+
+class AlertService:
+    """Raises, escalates, acknowledges and resolves alerts."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        notifier: Notifier,
+        *,
+        escalation: EscalationConfig,
+        rules: RulesConfig,
+        public_url: str,
+        timezone: ZoneInfo,
+        worker_id: str,
+        on_alert_raised: Any = None,
+        on_notification: Any = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.notifier = notifier
+        self.escalation = escalation
+        self.rules = rules
+        self.public_url = public_url.rstrip("/")
+        self.tz = timezone
+        self.worker_id = worker_id
+        self._on_alert_raised = on_alert_raised
+        self._on_notification = on_notification
+        self.wake = asyncio.Event()
+
+    # -- raising ----------------------------------------------------------------------
+
+    def steps(self, group: AlertGroup | str) -> tuple[EscalationStep, ...]:
+        steps: tuple[EscalationStep, ...] = getattr(self.escalation, str(group))
+        return steps
+
+    async def raise_alert(self, trigger: AlertTrigger) -> tuple[Alert, bool]:
+        """Open an alert, or join the open one of that person and type. True when new."""
+        for _attempt in range(3):
+            async with self.db.session() as session, session.begin():
+                existing = await self._open_alert(session, trigger.person_id, trigger.type)
+                if existing is None and trigger.type in (AlertType.SOS, AlertType.FALL):
+                    existing = await self._recent_closed(session, trigger)
+                if existing is not None:
+                    existing.trigger_count += 1
+                    existing.last_trigger_at = max(existing.last_trigger_at, trigger.at)
+                    return existing, False
+                now = self.clock.now()
+                alert = Alert(
+                    code=_new_code(),
+                    type=trigger.type.value,
+                    group=trigger.type.group.value,
+                    status=AlertStatus.OPEN.value,
+                    person_id=trigger.person_id,
+                    device_uid=trigger.device_uid,
+                    raised_at=now,
+                    last_trigger_at=trigger.at,
+                    trigger_count=1,
+                    detail=dict(trigger.detail),
+                    step_index=-1,
+                    step_round=0,
+                    next_step_at=now,
+                    version=0,
+                )
+                session.add(alert)
+                try:
+                    await session.flush()
+                except IntegrityError:
+                    # Another process opened it a moment ago (or the code collided): join it.
+                    await session.rollback()
+                    continue
+            log.warning(
+                "alert %s raised: %s for person %s", alert.code, alert.type, alert.person_id
+            )
+            if self._on_alert_raised is not None:
+                self._on_alert_raised(alert)
+            self.wake.set()
+            return alert, True
+        raise RuntimeError("could not raise or join an alert after 3 attempts")
+
+    async def _open_alert(
+        self, session: AsyncSession, person_id: int, alert_type: AlertType
+    ) -> Alert | None:
+        result = await session.execute(
+            select(Alert).where(
+                Alert.person_id == person_id,
+                Alert.type == alert_type.value,
+                Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def _recent_closed(self, session: AsyncSession, trigger: AlertTrigger) -> Alert | None:
+        """A press within ``sos_debounce`` of the last one belongs to that alert, even if
+        somebody closed it in between (a stuck or double-reporting button)."""
+        horizon = trigger.at - self.rules.sos_debounce
+        result = await session.execute(
+            select(Alert)
+            .where(
+                Alert.person_id == trigger.person_id,
+                Alert.type == trigger.type.value,
+                Alert.last_trigger_at >= horizon,
+            )
+            .order_by(Alert.id.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    # -- escalation -------------------------------------------------------------------
+
+    async def run_due(self) -> int:
+        """Claim and queue every escalation step that is due. Returns steps claimed."""
+        now = self.clock.now()
+        async with self.db.session() as session:
+            due = (
+                await session.execute(
+                    select(Alert.id, Alert.version)
+                    .where(Alert.status == AlertStatus.OPEN.value, Alert.next_step_at <= now)
+                    .order_by(Alert.next_step_at)
+                    .limit(200)
+                )
+            ).all()
+        claimed = 0
+        for alert_id, version in due:
+            if await self._claim_step(alert_id, version, now):
+                claimed += 1
+        return claimed
+
+    async def _claim_step(self, alert_id: int, version: int, now: datetime) -> bool:
+        async with self.db.session() as session, session.begin():
+            alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
+            if alert is None or alert.version != version:
+                return False
+            steps = self.steps(alert.group)
+            index = alert.step_index + 1
+            step_round = alert.step_round
+            if index >= len(steps):
+                if not steps[-1].repeat:
+                    alert.next_step_at = None
+                    return False
+                index = len(steps) - 1
+                step_round += 1
+            step = steps[index]
+            is_last = index == len(steps) - 1
+            # After a final step that does not repeat there is nobody further to call; the
+            # alert stays open (and listed) until somebody acknowledges it.
+            next_at = now + step.wait if (not is_last or step.repeat) else None
+            result = await session.execute(
+                update(Alert)
+                .where(Alert.id == alert_id, Alert.version == version)
+                .values(
+                    step_index=index,
+                    step_round=step_round,
+                    next_step_at=next_at,
+                    version=version + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            recipients = await self._recipients(session, alert.person, step.notify)
+            if not recipients:
+                log.error(
+                    "alert %s step %d (%s): nobody to notify; escalating on",
+                    alert.code,
+                    index,
+                    step.notify,
+                )
+                await session.execute(
+                    update(Alert)
+                    .where(Alert.id == alert_id)
+                    .values(next_step_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            params = await self._alert_params(session, alert)
+            template = self._alert_template(alert, step)
+            for recipient in recipients:
+                for channel in step.channels:
+                    session.add(
+                        self._notification(
+                            alert_id=alert.id,
+                            purpose="alert",
+                            template=template,
+                            recipient=recipient,
+                            channel=channel,
+                            params=params,
+                            step_index=index,
+                            step_round=step_round,
+                            now=now,
+                        )
+                    )
+        self.wake.set()
+        return True
+
+    def _alert_template(self, alert: Alert, step: EscalationStep) -> str:
+        if step.notify == "resident" and alert.group == AlertGroup.WELLBEING.value:
+            return "inactivity_check"
+        return _TEMPLATE_FOR_TYPE[AlertType(alert.type)]
+
+    async def _recipients(
+        self, session: AsyncSession, person: Person, notify: str
+    ) -> list[Recipient]:
+        if notify == "resident":
+            return [Recipient("resident", person.name, person.phone)] if person.phone else []
+        if notify == "helper":
+            if person.helper_id is None:
+                return []
+            helper = await session.get(Helper, person.helper_id)
+            return [Recipient("helper", helper.name, helper.phone)] if helper else []
+        if notify == "village_team":
+            members = (
+                await session.execute(
+                    select(TeamMember)
+                    .where(TeamMember.village_id == person.village_id)
+                    .order_by(TeamMember.id)
+                )
+            ).scalars()
+            return [Recipient("village_team", m.name, m.phone) for m in members]
+        if notify == "town_duty":
+            town = (await session.execute(select(Town).limit(1))).scalar_one_or_none()
+            return [Recipient("town_duty", town.duty_name, town.duty_phone)] if town else []
+        raise ValueError(f"unknown recipient kind {notify!r}")
+
+    async def _alert_params(self, session: AsyncSession, alert: Alert) -> dict[str, str]:
+        person = alert.person
+        village = await session.get(Village, person.village_id)
+        local = alert.raised_at.astimezone(self.tz)
+        return {
+            "name": person.name,
+            "village": village.name if village else "",
+            "address": person.address or (village.name if village else ""),
+            "time": local.strftime("%H:%M"),
+            "date": local.strftime("%m月%d日"),
+            "phone": national_phone(person.phone),
+            "code": alert.code,
+            "what": ALERT_LABELS[AlertType(alert.type)],
+            "person": f"{village.name if village else ''}{person.name}",
+            "since": alert.detail.get("since", local.strftime("%H:%M")),
+            "device": alert.detail.get("device_label", alert.device_uid or "设备"),
+            "battery": alert.detail.get("battery", ""),
+            "gateway": alert.detail.get("gateway", ""),
+        }
+
+    def _notification(
+        self,
+        *,
+        alert_id: int | None,
+        purpose: str,
+        template: str,
+        recipient: Recipient,
+        channel: str,
+        params: dict[str, str],
+        now: datetime,
+        step_index: int | None = None,
+        step_round: int | None = None,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+    ) -> Notification:
+        return Notification(
+            alert_id=alert_id,
+            purpose=purpose,
+            template=template,
+            step_index=step_index,
+            step_round=step_round,
+            recipient_role=recipient.role,
+            recipient_name=recipient.name,
+            recipient_phone=recipient.phone,
+            channel=channel,
+            attempt=attempt,
+            status="pending",
+            not_before=not_before or now,
+            token=secrets.token_urlsafe(24),
+            params=params,
+            body=render(template, channel, params),  # type: ignore[arg-type]
+            created_at=now,
+            updated_at=now,
+            failure_handled=False,
+        )
+
+    # -- delivery ---------------------------------------------------------------------
+
+    async def send_pending(self) -> int:
+        """Claim and send every pending notification that is due. Returns sends tried."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            # Orphans of a crash mid-send go back to the queue.
+            await session.execute(
+                update(Notification)
+                .where(
+                    Notification.status == "sending",
+                    Notification.updated_at < now - SENDING_GRACE,
+                )
+                .values(status="pending", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        async with self.db.session() as session:
+            ids = (
+                (
+                    await session.execute(
+                        select(Notification.id)
+                        .where(Notification.status == "pending", Notification.not_before <= now)
+                        .order_by(Notification.not_before, Notification.id)
+                        .limit(100)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        claimed: list[Notification] = []
+        for notification_id in ids:
+            async with self.db.session() as session, session.begin():
+                result = await session.execute(
+                    update(Notification)
+                    .where(Notification.id == notification_id, Notification.status == "pending")
+                    .values(status="sending", claimed_by=self.worker_id, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                row = await session.get(Notification, notification_id)
+                assert row is not None
+                if row.purpose == "alert" and not await self._still_wanted(session, row):
+                    row.status = "skipped"
+                    continue
+                claimed.append(row)
+        if claimed:
+            await asyncio.gather(*(self._deliver(row) for row in claimed))
+        return len(claimed)
+
+    async def _still_wanted(self, session: AsyncSession, row: Notification) -> bool:
+        """An alert acknowledged while its message waited (e.g. a retry) needs no more calls."""
+        if row.alert_id is None:
+            return True
+        alert = await session.get(Alert, row.alert_id)
+        return alert is not None and alert.status == AlertStatus.OPEN.value
+
+    async def _deliver(self, row: Notification) -> None:
+        try:
+            if row.channel == "sms":
+                delivery = await self.notifier.send_sms(
+                    row.recipient_phone,
+                    row.body,
+                    status_callback=f"{self.public_url}/twilio/status",
+                )
+            else:
+                delivery = await self.notifier.place_call(
+                    row.recipient_phone,
+                    speech=row.body,
+                    twiml_url=f"{self.public_url}/twilio/voice/{row.token}",
+                    status_callback=f"{self.public_url}/twilio/status",
+                )
+        except DeliveryError as error:
+            log.warning(
+                "delivery %s to %s via %s failed (attempt %d): %s",
+                row.id,
+                row.recipient_phone,
+                row.channel,
+                row.attempt,
+                error,
+            )
+            await self._record_failure(row.id, str(error), retryable=error.retryable)
+            return
+        except Exception as error:  # a notifier bug must not kill the worker
+            log.exception("notifier raised unexpectedly for notification %s", row.id)
+            await self._record_failure(row.id, repr(error), retryable=True)
+            return
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            await session.execute(
+                update(Notification)
+                .where(Notification.id == row.id)
+                .values(
+                    status=delivery.status or "sent", sid=delivery.sid, sent_at=now, updated_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+        self._count(row.channel, "sent")
+        if delivery.status in FAILED_STATUSES:
+            await self._record_failure(row.id, delivery.status, retryable=True)
+
+    def _count(self, channel: str, status: str) -> None:
+        if self._on_notification is not None:
+            self._on_notification(channel, status)
+
+    async def _record_failure(self, notification_id: int, error: str, *, retryable: bool) -> None:
+        """Mark an attempt failed and schedule what comes next: a retry, else the other
+        channel of the step (if it has one), else nothing (the next step still comes)."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            row = await session.get(Notification, notification_id)
+            if row is None or row.failure_handled:
+                return
+            row.status = "failed" if row.status in ("sending", "pending") else row.status
+            row.error = error[:500]
+            row.failure_handled = True
+            row.updated_at = now
+            self._count(row.channel, "failed")
+            if row.purpose == "alert" and not await self._still_wanted(session, row):
+                return
+            if retryable and row.attempt <= len(RETRY_DELAYS):
+                session.add(
+                    self._clone(
+                        row,
+                        channel=row.channel,
+                        attempt=row.attempt + 1,
+                        not_before=now + RETRY_DELAYS[row.attempt - 1],
+                        now=now,
+                    )
+                )
+            else:
+                other = await self._fallback_channel(session, row)
+                if other is not None:
+                    session.add(self._clone(row, channel=other, attempt=1, not_before=now, now=now))
+        self.wake.set()
+
+    async def _fallback_channel(self, session: AsyncSession, row: Notification) -> str | None:
+        """The step's other channel, unless it already got through to this recipient."""
+        if row.alert_id is None or row.step_index is None:
+            return None
+        alert = await session.get(Alert, row.alert_id)
+        if alert is None:
+            return None
+        steps = self.steps(alert.group)
+        step = steps[min(row.step_index, len(steps) - 1)]
+        others = [c for c in step.channels if c != row.channel]
+        if not others:
+            return None
+        other = others[0]
+        got_through = (
+            await session.execute(
+                select(Notification.id).where(
+                    Notification.alert_id == row.alert_id,
+                    Notification.step_index == row.step_index,
+                    Notification.step_round == row.step_round,
+                    Notification.recipient_phone == row.recipient_phone,
+                    Notification.channel == other,
+                    Notification.status.notin_([*FAILED_STATUSES, "skipped"]),
+                )
+            )
+        ).first()
+        return None if got_through is not None else other
+
+    def _clone(
+        self,
+        row: Notification,
+        *,
+        channel: str,
+        attempt: int,
+        not_before: datetime,
+        now: datetime,
+    ) -> Notification:
+        return Notification(
+            alert_id=row.alert_id,
+            purpose=row.purpose,
+            template=row.template,
+            step_index=row.step_index,
+            step_round=row.step_round,
+            recipient_role=row.recipient_role,
+            recipient_name=row.recipient_name,
+            recipient_phone=row.recipient_phone,
+            channel=channel,
+            attempt=attempt,
+            status="pending",
+            not_before=not_before,
+            token=secrets.token_urlsafe(24),
+            params=row.params,
+            # Same template and parameters, in the wording of the channel now used.
+            body=render(row.template, channel, row.params),  # type: ignore[arg-type]
+            created_at=now,
+            updated_at=now,
+            failure_handled=False,
+        )
+
+    async def status_callback(self, sid: str, status: str, error_code: str | None = None) -> bool:
+        """A Twilio delivery status for a message or call we sent. True when it was ours."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            row = (
+                await session.execute(select(Notification).where(Notification.sid == sid))
+            ).scalar_one_or_none()
+            if row is None:
+                return False
+            row.status = status
+            row.updated_at = now
+            if error_code:
+                row.error = f"twilio error {error_code}"
+            notification_id = row.id
+            failed = status in FAILED_STATUSES and not row.failure_handled
+            channel = row.channel
+        self._count(channel, status)
+        if failed:
+            await self._record_failure(notification_id, status, retryable=True)
+        return True
+
+    # -- acknowledgement ---------------------------------------------------------------
+
+    async def acknowledge(
+        self, alert_id: int, by: str, *, via_phone: str | None = None
+    ) -> AckResult:
+        """Stop the escalation; tell everyone already notified who took it."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
+            if alert is None:
+                raise LookupError(f"no alert {alert_id}")
+            if alert.status != AlertStatus.OPEN.value:
+                return AckResult(alert.id, alert.code, alert.acknowledged_by or "", True)
+            result = await session.execute(
+                update(Alert)
+                .where(
+                    Alert.id == alert_id,
+                    Alert.version == alert.version,
+                    Alert.status == AlertStatus.OPEN.value,
+                )
+                .values(
+                    status=AlertStatus.ACKNOWLEDGED.value,
+                    acknowledged_at=now,
+                    acknowledged_by=by,
+                    next_step_at=None,
+                    version=alert.version + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                await session.rollback()
+                return await self.acknowledge(alert_id, by, via_phone=via_phone)
+            # Calls and retries not yet placed are no longer wanted.
+            await session.execute(
+                update(Notification)
+                .where(
+                    Notification.alert_id == alert_id,
+                    Notification.status == "pending",
+                    Notification.purpose == "alert",
+                )
+                .values(status="skipped", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            await self._tell_everyone(
+                session, alert, "taken", {"taker": by}, now, except_phone=via_phone
+            )
+            if via_phone:
+                params = await self._alert_params(session, alert)
+                session.add(
+                    self._notification(
+                        alert_id=alert.id,
+                        purpose="confirm",
+                        template="ack_confirm",
+                        recipient=Recipient("acker", by, via_phone),
+                        channel="sms",
+                        params=params,
+                        now=now,
+                    )
+                )
+            code = alert.code
+        self.wake.set()
+        log.warning("alert %s acknowledged by %s", code, by)
+        return AckResult(alert_id, code, by, False)
+
+    async def _tell_everyone(
+        self,
+        session: AsyncSession,
+        alert: Alert,
+        template: str,
+        extra: dict[str, str],
+        now: datetime,
+        *,
+        except_phone: str | None,
+    ) -> None:
+        rows = (
+            await session.execute(
+                select(
+                    Notification.recipient_phone,
+                    Notification.recipient_name,
+                    Notification.recipient_role,
+                )
+                .where(
+                    Notification.alert_id == alert.id,
+                    Notification.purpose == "alert",
+                    Notification.status.notin_(["pending", "skipped"]),
+                )
+                .order_by(Notification.id)
+            )
+        ).all()
+        params = await self._alert_params(session, alert)
+        params.update(extra)
+        seen: set[str] = set()
+        for phone, name, role in rows:
+            if phone in seen or phone == except_phone or role == "resident":
+                continue
+            seen.add(phone)
+            session.add(
+                self._notification(
+                    alert_id=alert.id,
+                    purpose=template,
+                    template=template,
+                    recipient=Recipient(role, name, phone),
+                    channel="sms",
+                    params=params,
+                    now=now,
+                )
+            )
+
+    async def acknowledge_by_sms(self, from_phone: str, body: str) -> AckResult | None:
+        """``1`` acknowledges the newest open alert this phone was notified of; an alert code
+        picks one. A number that was never notified acknowledges nothing."""
+        text = body.strip().upper()
+        async with self.db.session() as session:
+            query = (
+                select(Alert.id, Notification.recipient_name)
+                .join(Notification, Notification.alert_id == Alert.id)
+                .where(
+                    Notification.recipient_phone == from_phone,
+                    Notification.purpose == "alert",
+                    Notification.status.notin_(["pending", "skipped"]),
+                    Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+                )
+                .order_by(Alert.status.desc(), Alert.raised_at.desc())
+            )
+            if text not in ("1", "１"):
+                query = query.where(Alert.code == text[:8])
+            row = (await session.execute(query.limit(1))).first()
+        if row is None:
+            return None
+        alert_id, name = row
+        return await self.acknowledge(alert_id, name, via_phone=from_phone)
+
+    async def notification_by_token(self, token: str) -> Notification | None:
+        async with self.db.session() as session:
+            return (
+                await session.execute(select(Notification).where(Notification.token == token))
+            ).scalar_one_or_none()
+
+    async def acknowledge_by_call(self, token: str, digits: str) -> AckResult | None:
+        row = await self.notification_by_token(token)
+        if row is None or row.alert_id is None or digits.strip() != "1":
+            return None
+        if row.recipient_role == "resident":
+            # The resident pressing 1 on an "are you all right?" call means they are fine.
+            await self.cancel(row.alert_id, by=row.recipient_name, reason="resident_ok")
+            return AckResult(row.alert_id, "", row.recipient_name, False)
+        return await self.acknowledge(row.alert_id, row.recipient_name)
+
+    async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
+            if alert is None:
+                raise LookupError(f"no alert {alert_id}")
+            if alert.status in (AlertStatus.RESOLVED.value, AlertStatus.CANCELLED.value):
+                return alert
+            if alert.acknowledged_at is None:
+                alert.acknowledged_at = now
+                alert.acknowledged_by = by
+            alert.status = AlertStatus.RESOLVED.value
+            alert.resolved_at = now
+            alert.resolved_by = by
+            alert.resolution_note = note
+            alert.next_step_at = None
+            alert.version += 1
+            await session.execute(
+                update(Notification)
+                .where(Notification.alert_id == alert_id, Notification.status == "pending")
+                .values(status="skipped", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        self.wake.set()
+        return alert
+
+    async def cancel(self, alert_id: int, *, by: str, reason: str) -> bool:
+        """Close an alert that turned out unnecessary (e.g. the resident checked in)."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            result = await session.execute(
+                update(Alert)
+                .where(
+                    Alert.id == alert_id,
+                    Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+                )
+                .values(
+                    status=AlertStatus.CANCELLED.value,
+                    cancelled_at=now,
+                    resolved_by=by,
+                    resolution_note=reason,
+                    next_step_at=None,
+                    version=Alert.version + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            await session.execute(
+                update(Notification)
+                .where(Notification.alert_id == alert_id, Notification.status == "pending")
+                .values(status="skipped", updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        self.wake.set()
+        return True
+
+    async def open_alerts(self, person_id: int, types: Sequence[AlertType]) -> list[Alert]:
+        async with self.db.session() as session:
+            return list(
+                (
+                    await session.execute(
+                        select(Alert).where(
+                            Alert.person_id == person_id,
+                            Alert.type.in_([t.value for t in types]),
+                            or_(
+                                Alert.status == AlertStatus.OPEN.value,
+                                and_(Alert.status == AlertStatus.ACKNOWLEDGED.value),
+                            ),
+                        )
+                    )
+                ).scalars()
+            )
+
+    # -- the worker -------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One pass: claim due steps, send what is pending. Safe to call at any time."""
+        await self.run_due()
+        await self.send_pending()
+
+    async def run(self, stop: asyncio.Event, *, poll_seconds: float = 1.0) -> None:
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("escalation pass failed; retrying")
+            sleeper = asyncio.ensure_future(self.clock.sleep(poll_seconds))
+            waker = asyncio.ensure_future(self.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sleeper, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (sleeper, waker, stopper):
+                task.cancel()
+
+
+def _new_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(4))

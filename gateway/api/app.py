@@ -1,0 +1,31 @@
+"""``create_app``: the FastAPI application, without any connection of its own."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from gateway.api import routes_alerts, routes_core, routes_twilio
+from gateway.api.deps import ApiContext
+from gateway.api.status_page import render_status_page
+
+__all__ = ["create_app"]
+
+
+def create_app(context: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="Homewatch 智慧看家",
+        version="0.1.0",
+        description="Smart home-watch gateway: register, sensor events, alerts and escalation.",
+    )
+    app.state.context = context
+    app.include_router(routes_core.api)
+    app.include_router(routes_core.public)
+    app.include_router(routes_alerts.router)
+    app.include_router(routes_twilio.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return await render_status_page(context)
+
+    return app

@@ -1,0 +1,114 @@
+"""What every route may depend on, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alerts.service import AlertService
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.metrics import Metrics
+from gateway.register.vocabulary import Role
+from gateway.security import TokenError, decode_token
+from gateway.storage.db import Database
+from gateway.storage.models import Helper, Person, User
+
+__all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep"]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
+
+
+@dataclass
+class ApiContext:
+    """The parts the API talks to; built by the composition root."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    metrics: Metrics
+    alerts: AlertService
+    secret_key: str
+    health: Any  # callable returning (mqtt_state: str) – the ingest's view of the broker
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The logged-in user and what they may see."""
+
+    username: str
+    role: Role
+    village_id: int | None
+    helper_id: int | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.TOWN_ADMIN
+
+    def can_see_person(self, person: Person) -> bool:
+        if self.role is Role.TOWN_ADMIN:
+            return True
+        if self.role is Role.VILLAGE_OFFICER:
+            return person.village_id == self.village_id
+        return person.helper_id is not None and person.helper_id == self.helper_id
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+Ctx = Annotated[ApiContext, Depends(get_context)]
+
+
+async def get_session(context: Ctx) -> AsyncIterator[AsyncSession]:
+    async with context.db.session() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_user(
+    context: Ctx, session: SessionDep, token: Annotated[str, Depends(oauth2_scheme)]
+) -> Principal:
+    unauthorized = HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="invalid or expired token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    try:
+        username = decode_token(context.secret_key, token)
+    except TokenError as error:
+        raise unauthorized from error
+    user = (
+        await session.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()
+    if user is None:
+        raise unauthorized
+    helper_id = user.helper_id
+    if user.role == Role.HELPER.value and helper_id is None:
+        helper_id = -1
+    if helper_id is not None and helper_id > 0:
+        helper = await session.get(Helper, helper_id)
+        if helper is None:
+            helper_id = -1
+    return Principal(user.username, Role(user.role), user.village_id, helper_id)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def require_admin(user: CurrentUser) -> Principal:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "town_admin only")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,188 @@
+"""The composition root: the one place that builds and starts every part."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from alerts.notifiers import ConsoleNotifier, Notifier, TwilioNotifier
+from alerts.service import AlertService
+from alerts.types import AlertGroup, AlertType
+from gateway.api.app import create_app
+from gateway.api.deps import ApiContext
+from gateway.clock import Clock, SystemClock
+from gateway.config import ConfigError, Settings
+from gateway.events import EventKind
+from gateway.ingest import MqttIngest, RoutedEvent
+from gateway.metrics import Metrics
+from gateway.registry import DeviceRegistry
+from gateway.rules import EmergencyRule
+from gateway.storage.db import Database, migrate
+
+__all__ = ["Gateway", "build_notifier", "run_gateway"]
+
+log = logging.getLogger(__name__)
+
+
+def build_notifier(settings: Settings) -> Notifier:
+    if settings.notifier_name == "twilio":
+        if not (
+            settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from
+        ):
+            raise ConfigError(
+                "the twilio notifier needs HOMEWATCH_TWILIO_ACCOUNT_SID, "
+                "HOMEWATCH_TWILIO_AUTH_TOKEN and HOMEWATCH_TWILIO_FROM"
+            )
+        return TwilioNotifier(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from,
+            api_base=settings.twilio_api_base,
+        )
+    return ConsoleNotifier()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Gateway:
+    """Everything `homewatch run` (and the demo) runs in one process."""
+
+    settings: Settings
+    secret_key: str
+    clock: Clock = field(default_factory=SystemClock)
+    notifier: Notifier | None = None
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.settings.database_url)
+        self.metrics = Metrics()
+        self.registry = DeviceRegistry()
+        notifier = self.notifier or build_notifier(self.settings)
+        self.alerts = AlertService(
+            self.db,
+            self.clock,
+            notifier,
+            escalation=self.settings.escalation,
+            rules=self.settings.rules,
+            public_url=self.settings.public_url,
+            timezone=self.settings.tz,
+            worker_id=f"{self.settings.mqtt_client_id}:{os.getpid()}",
+            on_alert_raised=lambda alert: self.metrics.alerts.labels(type=alert.type).inc(),
+            on_notification=lambda channel, status: self.metrics.notifications.labels(
+                channel=channel, status=status
+            ).inc(),
+        )
+        self.emergency = EmergencyRule()
+        self.ingest = MqttIngest(
+            self.settings,
+            self.db,
+            self.registry,
+            self.clock,
+            self.metrics,
+            on_events=self.on_events,
+        )
+        self.api: FastAPI = create_app(
+            ApiContext(
+                settings=self.settings,
+                db=self.db,
+                clock=self.clock,
+                metrics=self.metrics,
+                alerts=self.alerts,
+                secret_key=self.secret_key,
+                health=lambda: "connected" if self.ingest.connected else "disconnected",
+            )
+        )
+
+    async def on_events(self, events: Sequence[RoutedEvent]) -> None:
+        """Stored events go to the rules; emergencies first."""
+        ordered = sorted(events, key=lambda r: not r.event.kind.is_emergency)
+        for routed in ordered:
+            for trigger in self.emergency.evaluate(routed.event, routed.person_id):
+                await self.alerts.raise_alert(trigger)
+            if routed.event.kind is EventKind.CHECK_IN and not routed.event.retained:
+                await self._cancel_wellbeing(routed.person_id)
+
+    async def _cancel_wellbeing(self, person_id: int) -> None:
+        wellbeing = [t for t in AlertType if t.group is AlertGroup.WELLBEING]
+        for alert in await self.alerts.open_alerts(person_id, wellbeing):
+            await self.alerts.cancel(alert.id, by="resident", reason="check_in")
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        run_migrations: bool = True,
+        serve_api: bool = True,
+        sockets: list[socket.socket] | None = None,
+    ) -> None:
+        if run_migrations:
+            await migrate(self.settings.database_url)
+        tasks = [
+            asyncio.create_task(self.ingest.run(stop), name="ingest"),
+            asyncio.create_task(self.alerts.run(stop), name="escalation"),
+        ]
+        server: _Server | None = None
+        if serve_api:
+            server = _Server(
+                uvicorn.Config(
+                    self.api,
+                    host=self.settings.api_host,
+                    port=self.settings.api_port,
+                    log_level="warning",
+                    lifespan="off",
+                )
+            )
+            tasks.append(asyncio.create_task(server.serve(sockets=sockets), name="api"))
+        log.info("gateway running (API on %s:%s)", self.settings.api_host, self.settings.api_port)
+        try:
+            stop_wait = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop_wait and task.exception() is not None:
+                    log.error("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+            stop.set()
+            if server is not None:
+                server.should_exit = True
+            await asyncio.wait(tasks, timeout=15)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.db.dispose()
+        log.info("gateway stopped")
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run_gateway(settings: Settings, *, run_migrations: bool = True) -> None:
+    """`homewatch run`: until SIGTERM/SIGINT."""
+    secret = settings.require_production_secret()
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    gateway = Gateway(settings, secret)
+    await gateway.run(stop, run_migrations=run_migrations)
+
+
+def default_demo_dir() -> Path:
+    return Path.cwd() / "homewatch-demo"

@@ -1,0 +1,308 @@
+"""The ``homewatch`` command line (SPEC §1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from gateway.config import ConfigError, Settings, load_settings
+from gateway.storage.db import Database, migrate
+
+__all__ = ["main"]
+
+log = logging.getLogger("homewatch")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+async def _open_db(settings: Settings) -> Database:
+    """Every command that touches the database brings it to the latest migration first."""
+    await migrate(settings.database_url)
+    return Database(settings.database_url)
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import run_gateway
+
+    settings = _settings(args)
+    asyncio.run(run_gateway(settings, run_migrations=not args.no_migrate))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    asyncio.run(migrate(settings.database_url))
+    print("database is at the latest migration")
+    return 0
+
+
+# -- provision ----------------------------------------------------------------------------
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from gateway.register.apply import apply_provisioning
+    from gateway.register.provisioning import ProvisioningError, parse_provisioning
+
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        print(f"cannot read {path}: {error}", file=sys.stderr)
+        return 2
+    try:
+        doc = parse_provisioning(text, source=str(path))
+    except ProvisioningError as error:
+        print(f"{path}: refused, nothing was changed:\n{error}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{path}: valid ({len(doc.persons)} persons, {len(doc.helpers)} helpers)")
+        return 0
+    settings = _settings(args)
+
+    async def apply() -> list[str]:
+        db = await _open_db(settings)
+        try:
+            report = await apply_provisioning(db, doc, datetime.now(UTC))
+        finally:
+            await db.dispose()
+        return report.lines()
+
+    for line in asyncio.run(apply()):
+        print(line)
+    return 0
+
+
+# -- users --------------------------------------------------------------------------------
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from gateway.register.phones import normalize_phone
+    from gateway.register.vocabulary import Role
+    from gateway.security import hash_password
+    from gateway.storage.models import Helper, User, Village
+
+    try:
+        role = Role(args.role)
+    except ValueError:
+        print(f"--role must be one of {', '.join(r.value for r in Role)}", file=sys.stderr)
+        return 2
+    password = (
+        getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    )
+    try:
+        password_hash = hash_password(password)
+    except ValueError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    settings = _settings(args)
+
+    async def add() -> int:
+        db = await _open_db(settings)
+        try:
+            async with db.session() as session, session.begin():
+                village_id = helper_id = None
+                if role is Role.VILLAGE_OFFICER:
+                    if not args.village:
+                        print("a village_officer needs --village", file=sys.stderr)
+                        return 2
+                    village = (
+                        await session.execute(select(Village).where(Village.name == args.village))
+                    ).scalar_one_or_none()
+                    if village is None:
+                        print(f"no village {args.village!r} in the register", file=sys.stderr)
+                        return 2
+                    village_id = village.id
+                if role is Role.HELPER:
+                    if not args.phone:
+                        print("a helper user needs --phone (the helper's phone)", file=sys.stderr)
+                        return 2
+                    phone = normalize_phone(args.phone)
+                    helper = (
+                        await session.execute(select(Helper).where(Helper.phone == phone))
+                    ).scalar_one_or_none()
+                    if helper is None:
+                        print(f"no helper with phone {phone}", file=sys.stderr)
+                        return 2
+                    helper_id = helper.id
+                existing = (
+                    await session.execute(select(User).where(User.username == args.username))
+                ).scalar_one_or_none()
+                if existing is not None:
+                    existing.password_hash = password_hash
+                    existing.role = role.value
+                    existing.village_id = village_id
+                    existing.helper_id = helper_id
+                    print(f"user {args.username} updated")
+                else:
+                    session.add(
+                        User(
+                            username=args.username,
+                            password_hash=password_hash,
+                            role=role.value,
+                            village_id=village_id,
+                            helper_id=helper_id,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+                    print(f"user {args.username} created")
+        finally:
+            await db.dispose()
+        return 0
+
+    return asyncio.run(add())
+
+
+# -- register (台账) ------------------------------------------------------------------------
+
+
+def cmd_register_export(args: argparse.Namespace) -> int:
+    from gateway.register.ledger_io import export_ledger
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        db = await _open_db(settings)
+        try:
+            return await export_ledger(
+                db, village=args.village, month=args.month, output=Path(args.output)
+            )
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_register_import(args: argparse.Namespace) -> int:
+    from gateway.register.ledger_io import import_ledger
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        db = await _open_db(settings)
+        try:
+            return await import_ledger(
+                db, Path(args.file), village=args.village, dry_run=args.dry_run
+            )
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+# -- simulate / demo ------------------------------------------------------------------------
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.cli import run as run_simulator
+
+    return run_simulator(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="YAML configuration (or HOMEWATCH_CONFIG)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = argparse.ArgumentParser(
+        prog="homewatch",
+        description="Homewatch (智慧看家) smart home-watch gateway",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", parents=[common], help="the production gateway")
+    run.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
+    run.set_defaults(func=cmd_run)
+
+    mig = commands.add_parser("migrate", parents=[common], help="apply database migrations")
+    mig.set_defaults(func=cmd_migrate)
+
+    prov = commands.add_parser("provision", parents=[common], help="load a provisioning file")
+    prov.add_argument("file", metavar="FILE.yaml")
+    prov.add_argument("--dry-run", action="store_true", help="validate only")
+    prov.set_defaults(func=cmd_provision)
+
+    user = commands.add_parser("user", parents=[common], help="manage API users")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    add = user_commands.add_parser("add", parents=[common], help="add or update a user")
+    add.add_argument("username")
+    add.add_argument("--role", required=True)
+    add.add_argument("--village")
+    add.add_argument("--phone", help="a helper user's phone (must be a registered helper)")
+    add.set_defaults(func=cmd_user_add)
+
+    register = commands.add_parser("register", parents=[common], help="the 台账 workbook")
+    register_commands = register.add_subparsers(dest="register_command", required=True)
+    export = register_commands.add_parser("export", parents=[common])
+    export.add_argument("--village", required=True)
+    export.add_argument("--month", help="YYYY-MM: the register as of the end of that month")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.xlsx")
+    export.set_defaults(func=cmd_register_export)
+    imp = register_commands.add_parser("import", parents=[common])
+    imp.add_argument("file", metavar="FILE.xlsx")
+    imp.add_argument("--village", required=True)
+    imp.add_argument("--dry-run", action="store_true", help="report what would change")
+    imp.set_defaults(func=cmd_register_import)
+
+    simulate = commands.add_parser("simulate", parents=[common], help="simulated homes")
+    try:
+        from simulator.cli import configure_parser
+    except ImportError:  # pragma: no cover - the simulator ships with the gateway
+        pass
+    else:
+        configure_parser(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+
+    demo = commands.add_parser("demo", parents=[common], help="the whole system, self-contained")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated time factor")
+    demo.add_argument("--port", type=int, default=8000, help="HTTP port (0 = any free)")
+    demo.add_argument("--mqtt-port", type=int, default=0, help="embedded broker port (0 = free)")
+    demo.add_argument("--households", type=int, default=12)
+    demo.add_argument("--dir", default="homewatch-demo", help="where the demo keeps its files")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many wall-clock seconds (tests)",
+    )
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+    except ConfigError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,602 @@
+"""MQTT ingest: messages in, typed events durably stored, then acknowledged, then rules.
+
+The order is the point. aiomqtt acknowledges QoS 1 on receipt, so a crash between receipt
+and commit would silently lose an SOS; we switch paho to manual acks and send each PUBACK
+only after the batch holding that message has committed. Writes are batched (a commit per
+message caps out near 1.4k msg/s), but an SOS or fall flushes its batch at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.clock import Clock
+from gateway.config import Settings
+from gateway.devices import is_ignorable, parse
+from gateway.events import MAX_PAYLOAD_BYTES, EventKind, PayloadError, SensorEvent
+from gateway.metrics import Metrics
+from gateway.registry import DeviceRegistry, Route
+from gateway.storage.db import Database
+from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
+
+__all__ = ["MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
+
+log = logging.getLogger(__name__)
+
+#: Largest payload kept for inspection (rejected and unknown-device rows).
+_KEEP_PAYLOAD_BYTES = 4096
+#: The broker may push this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
+#: Maximum). Mosquitto uses 20 for MQTT 3.1.1 clients, which would starve batching.
+RECEIVE_MAXIMUM = 2000
+#: A persistent session outlives a gateway restart or an upgrade by this long.
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+_LOG_EVERY_SECONDS = 60.0
+_DEVICE_STATE = cast(Table, DeviceState.__table__)
+_PERSONS = cast(Table, Person.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedEvent:
+    """A stored event with the register context the rules need."""
+
+    event: SensorEvent
+    device_id: int
+    person_id: int
+
+
+@dataclass(slots=True)
+class _Accepted:
+    route: Route
+    events: list[SensorEvent]
+    dedup_base: str
+
+
+@dataclass(slots=True)
+class _Rejected:
+    topic: str
+    device_uid: str | None
+    error: PayloadError
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class _Unknown:
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class StoreBatch:
+    """What one commit writes; built by :meth:`MqttIngest.classify`."""
+
+    accepted: list[_Accepted] = field(default_factory=list)
+    rejected: list[_Rejected] = field(default_factory=list)
+    unknown: list[_Unknown] = field(default_factory=list)
+    urgent: bool = False
+
+    def __len__(self) -> int:
+        return len(self.accepted) + len(self.rejected) + len(self.unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The outcome of one commit."""
+
+    new_events: list[RoutedEvent]
+    duplicates: int
+
+
+def dedup_base(payload_id: str | None, topic: str, payload: bytes, nonce: str) -> str:
+    """The per-message part of an event's dedup key.
+
+    A payload ``id`` makes repeats and QoS 1 redeliveries no-ops. Without one, identical
+    payloads are legitimately repeated by real sensors, so the key is unique per receipt:
+    such a message redelivered after a crash between commit and ack is stored twice, which
+    is harmless (a motion twice; a second SOS press joins the open alert).
+    """
+    if payload_id is not None:
+        return "i:" + payload_id[:80]
+    digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=8).hexdigest()
+    return f"r:{nonce}:{digest}"
+
+
+class EventStore:
+    """Writes a batch in one transaction; dialect-aware upserts for SQLite and PostgreSQL."""
+
+    def __init__(self, db: Database, *, rejected_keep: int) -> None:
+        self.db = db
+        self.rejected_keep = rejected_keep
+        self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+        self._commits = 0
+
+    async def store(self, batch: StoreBatch) -> Stored:
+        async with self.db.session() as session, session.begin():
+            stored = await self._store_events(session, batch.accepted)
+            await self._store_rejected(session, batch.rejected)
+            await self._store_unknown(session, batch.unknown)
+        self._commits += 1
+        if batch.rejected and self._commits % 100 == 0:
+            await self.trim_rejected()
+        return stored
+
+    async def _store_events(self, session: AsyncSession, accepted: list[_Accepted]) -> Stored:
+        rows: list[dict[str, Any]] = []
+        context: dict[tuple[str, str], RoutedEvent] = {}
+        repeated_in_batch = 0
+        for item in accepted:
+            for index, ev in enumerate(item.events):
+                key = f"{item.dedup_base}#{index}"
+                if (ev.device_uid, key) in context:
+                    repeated_in_batch += 1
+                    continue
+                context[(ev.device_uid, key)] = RoutedEvent(
+                    ev, item.route.device_id, item.route.person_id
+                )
+                rows.append(
+                    {
+                        "device_uid": ev.device_uid,
+                        "person_id": item.route.person_id,
+                        "kind": ev.kind.value,
+                        "state": ev.state,
+                        "occurred_at": ev.occurred_at,
+                        "received_at": ev.received_at,
+                        "event_id": ev.event_id,
+                        "dedup_key": key,
+                        "battery": ev.battery,
+                        "link_quality": ev.link_quality,
+                        "retained": ev.retained,
+                        "timestamp_fallback": ev.timestamp_fallback,
+                    }
+                )
+        if not rows:
+            return Stored([], repeated_in_batch)
+        statement = (
+            self._insert(Event)
+            .on_conflict_do_nothing(index_elements=["device_uid", "dedup_key"])
+            .returning(Event.device_uid, Event.dedup_key)
+        )
+        inserted = (await session.execute(statement, rows)).all()
+        new = [context[(uid, key)] for uid, key in inserted]
+        new.sort(key=lambda r: r.event.received_at)
+        await self._update_state(session, new)
+        return Stored(new, len(rows) - len(new) + repeated_in_batch)
+
+    async def _update_state(self, session: AsyncSession, new: list[RoutedEvent]) -> None:
+        seen: dict[int, dict[str, Any]] = {}
+        activity: dict[int, datetime] = {}
+        for routed in new:
+            ev = routed.event
+            state = seen.setdefault(routed.device_id, {"device_id": routed.device_id})
+            if ev.retained and ev.kind is not EventKind.AVAILABILITY:
+                # A retained message was published long ago: current state, not a sign of life.
+                continue
+            state["last_seen_at"] = max(ev.received_at, state.get("last_seen_at", ev.received_at))
+            if ev.kind is EventKind.AVAILABILITY:
+                state["online"] = bool(ev.state)
+            else:
+                state["online"] = True
+            if ev.battery is not None:
+                state["battery"] = ev.battery
+            if ev.link_quality is not None:
+                state["link_quality"] = ev.link_quality
+            if ev.kind is EventKind.DOOR and ev.state is not None:
+                state["door_open"] = ev.state
+                state["door_changed_at"] = ev.occurred_at
+            if ev.kind.is_activity and not ev.retained:
+                previous = activity.get(routed.person_id)
+                if previous is None or ev.occurred_at > previous:
+                    activity[routed.person_id] = ev.occurred_at
+        # Group by key set: executemany needs identical parameter shapes.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for params in seen.values():
+            if "last_seen_at" not in params and "online" not in params:
+                continue
+            groups.setdefault(tuple(sorted(params)), []).append(params)
+        for keys, params_list in groups.items():
+            values: dict[str, Any] = {k: bindparam(f"p_{k}") for k in keys if k != "device_id"}
+            # Core (not ORM) executemany: one UPDATE statement for the whole batch.
+            statement = (
+                update(_DEVICE_STATE)
+                .where(_DEVICE_STATE.c.device_id == bindparam("p_device_id"))
+                .values(**values)
+            )
+            await session.execute(
+                statement, [{f"p_{k}": v for k, v in p.items()} for p in params_list]
+            )
+        if activity:
+            persons = _PERSONS
+            statement = (
+                update(persons)
+                .where(
+                    and_(
+                        persons.c.id == bindparam("p_id"),
+                        or_(
+                            persons.c.last_activity_at.is_(None),
+                            persons.c.last_activity_at < bindparam("p_at"),
+                        ),
+                    )
+                )
+                .values(last_activity_at=bindparam("p_at"))
+            )
+            await session.execute(
+                statement, [{"p_id": pid, "p_at": at} for pid, at in activity.items()]
+            )
+
+    async def _store_rejected(self, session: AsyncSession, rejected: list[_Rejected]) -> None:
+        if not rejected or self.rejected_keep == 0:
+            return
+        await session.execute(
+            insert(RejectedMessage),
+            [
+                {
+                    "topic": r.topic[:255],
+                    "device_uid": r.device_uid,
+                    "reason": r.error.reason,
+                    "detail": r.error.detail[:1000],
+                    "payload": r.payload[:_KEEP_PAYLOAD_BYTES],
+                    "payload_size": len(r.payload),
+                    "received_at": r.received_at,
+                }
+                for r in rejected
+            ],
+        )
+
+    async def _store_unknown(self, session: AsyncSession, unknown: list[_Unknown]) -> None:
+        merged: dict[str, dict[str, Any]] = {}
+        for u in unknown:
+            row = merged.get(u.topic)
+            if row is None:
+                merged[u.topic] = {
+                    "topic": u.topic[:255],
+                    "first_seen_at": u.received_at,
+                    "last_seen_at": u.received_at,
+                    "message_count": 1,
+                    "last_payload": u.payload[:_KEEP_PAYLOAD_BYTES],
+                }
+            else:
+                row["last_seen_at"] = u.received_at
+                row["message_count"] += 1
+                row["last_payload"] = u.payload[:_KEEP_PAYLOAD_BYTES]
+        for row in merged.values():
+            statement = self._insert(UnknownDevice).values(**row)
+            statement = statement.on_conflict_do_update(
+                index_elements=["topic"],
+                set_={
+                    "last_seen_at": statement.excluded.last_seen_at,
+                    "last_payload": statement.excluded.last_payload,
+                    "message_count": UnknownDevice.message_count + statement.excluded.message_count,
+                },
+            )
+            await session.execute(statement)
+
+    async def trim_rejected(self) -> None:
+        """Keep the newest ``rejected_keep`` rejected payloads; older ones are dropped."""
+        async with self.db.session() as session, session.begin():
+            threshold = (
+                await session.execute(
+                    select(RejectedMessage.id)
+                    .order_by(RejectedMessage.id.desc())
+                    .offset(self.rejected_keep)
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if threshold is not None:
+                await session.execute(
+                    delete(RejectedMessage).where(RejectedMessage.id <= threshold)
+                )
+
+    async def count_events(self) -> int:
+        async with self.db.session() as session:
+            return int((await session.execute(select(func.count(Event.id)))).scalar_one())
+
+
+EventsHandler = Callable[[Sequence[RoutedEvent]], Awaitable[None]]
+
+
+class _RateLimitedLog:
+    """Log a bad payload once per device (or topic) per minute, not once per message."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
+            self._last[key] = now
+            log.warning(message, *args)
+
+
+class MqttIngest:
+    """Owns the broker connection: subscribe, batch, store, acknowledge, hand to rules."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        registry: DeviceRegistry,
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        on_events: EventsHandler | None = None,
+        registry_refresh: float = 15.0,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.clock = clock
+        self.metrics = metrics
+        self.on_events = on_events
+        self.store = EventStore(db, rejected_keep=settings.rejected_keep)
+        self.registry_refresh = registry_refresh
+        self.connected = False
+        self.disconnected_since: datetime | None = clock.now()
+        self._client: aiomqtt.Client | None = None
+        self._nonce = 0
+        self._log = _RateLimitedLog()
+        self._subscribed: set[str] = set()
+        self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{settings.mqtt_client_id}/status"
+
+    # -- classification (pure apart from the registry lookup) --------------------------
+
+    def classify(self, batch: StoreBatch, message: aiomqtt.Message, received_at: datetime) -> None:
+        """Turn one MQTT message into accepted events, a rejection, or an unknown device."""
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode()
+        payload = bytes(payload)
+        route = self.registry.lookup(topic)
+        if route is None:
+            if not is_ignorable(topic):
+                batch.unknown.append(_Unknown(topic, payload, received_at))
+            return
+        try:
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+            events = parse(
+                route.spec, route.role, payload, retained=message.retain, received_at=received_at
+            )
+        except Exception as unexpected:
+            if isinstance(unexpected, PayloadError):
+                error = unexpected
+            else:
+                # An adapter bug must cost one message (kept for inspection), not the gateway.
+                log.exception("adapter for %s failed on %s", route.spec.uid, topic)
+                error = PayloadError("adapter_error", repr(unexpected)[:300])
+            self._log.warn(
+                route.spec.uid,
+                "rejected payload from %s on %s: %s",
+                route.spec.uid,
+                topic,
+                error,
+            )
+            batch.rejected.append(_Rejected(topic, route.spec.uid, error, payload, received_at))
+            return
+        if not events:
+            return
+        self._nonce += 1
+        payload_id = next((e.event_id for e in events if e.event_id), None)
+        base = dedup_base(
+            payload_id, topic, payload, f"{received_at.timestamp():.6f}.{self._nonce}"
+        )
+        batch.accepted.append(_Accepted(route, events, base))
+        if any(e.kind.is_emergency and not e.retained for e in events):
+            batch.urgent = True
+
+    async def flush(self, batch: StoreBatch) -> Stored:
+        """Store a batch and count it; the caller acknowledges afterwards."""
+        started = time.perf_counter()
+        stored = await self.store.store(batch)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.events.labels(result="accepted").inc(len(stored.new_events))
+        if stored.duplicates:
+            self.metrics.events.labels(result="duplicate").inc(stored.duplicates)
+        for r in batch.rejected:
+            self.metrics.events.labels(result="rejected").inc()
+            self.metrics.rejected.labels(reason=r.error.reason).inc()
+        if batch.unknown:
+            self.metrics.events.labels(result="unknown_device").inc(len(batch.unknown))
+        return stored
+
+    # -- the connection ----------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        settings = self.settings
+        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect_properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+        connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        tls_context = ssl.create_default_context() if settings.mqtt_tls else None
+        client = aiomqtt.Client(
+            settings.mqtt_host,
+            settings.mqtt_port,
+            identifier=settings.mqtt_client_id,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect_properties,
+            will=aiomqtt.Will(self.status_topic, "offline", qos=1, retain=True),
+            tls_context=tls_context,
+            keepalive=30,
+            max_queued_incoming_messages=0,
+        )
+        # Must happen before connecting: the broker replays the persistent session at once.
+        # aiomqtt exposes no switch for this, so we reach its paho client (pinned <3).
+        client._client.manual_ack_set(True)  # noqa: SLF001
+        return client
+
+    def _filters(self) -> set[str]:
+        filters = set(self.registry.filters())
+        group = self.settings.mqtt_share_group
+        if group:
+            return {f"$share/{group}/{f}" for f in filters}
+        return filters
+
+    async def _subscribe_new(self, client: aiomqtt.Client) -> None:
+        wanted = self._filters()
+        missing = sorted(wanted - self._subscribed)
+        if missing:
+            await client.subscribe([(f, 1) for f in missing])
+            self._subscribed |= set(missing)
+            log.info("subscribed to %d filters", len(missing))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, consume and reconnect (capped exponential backoff) until ``stop`` is set."""
+        await self.registry.load(self.db)
+        backoff = 1.0
+        while not stop.is_set():
+            client = self._make_client()
+            try:
+                async with client:
+                    self._client = client
+                    self._subscribed = set()
+                    await self._subscribe_new(client)
+                    await client.publish(self.status_topic, "online", qos=1, retain=True)
+                    self._set_connected(True)
+                    backoff = 1.0
+                    await self._consume(client, stop)
+                    await client.publish(self.status_topic, "offline", qos=1, retain=True)
+            except aiomqtt.MqttError as error:
+                log.warning("broker connection lost: %s; retrying in %.0fs", error, backoff)
+            except Exception:
+                # Unacknowledged messages are redelivered on the next connection: reconnecting
+                # is always safe, stopping ingest never is.
+                log.exception("ingest failed; reconnecting in %.0fs", backoff)
+            finally:
+                self._client = None
+                self._set_connected(False)
+            if stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+        if connected:
+            self.disconnected_since = None
+        elif self.disconnected_since is None:
+            self.disconnected_since = self.clock.now()
+
+    async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        queue: asyncio.Queue[aiomqtt.Message | None] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for message in client.messages:
+                queue.put_nowait(message)
+
+        async def stopper() -> None:
+            await stop.wait()
+            queue.put_nowait(None)
+
+        async def refresher() -> None:
+            while True:
+                await asyncio.sleep(self.registry_refresh)
+                try:
+                    if await self.registry.load(self.db):
+                        await self._subscribe_new(client)
+                except aiomqtt.MqttError:
+                    raise
+                except Exception:
+                    log.exception("could not refresh the device register")
+
+        tasks = [
+            asyncio.create_task(pump(), name="mqtt-pump"),
+            asyncio.create_task(stopper(), name="mqtt-stopper"),
+            asyncio.create_task(refresher(), name="registry-refresh"),
+        ]
+        try:
+            await self._batch_loop(client, queue, tasks[0])
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _batch_loop(
+        self,
+        client: aiomqtt.Client,
+        queue: asyncio.Queue[aiomqtt.Message | None],
+        pump: asyncio.Task[None],
+    ) -> None:
+        window = self.settings.ingest_batch_window.total_seconds()
+        limit = self.settings.ingest_batch_size
+        paho = client._client  # noqa: SLF001 - manual acks, see _make_client
+        while True:
+            get = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({get, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:
+                get.cancel()
+                pump.result()  # re-raise the connection error
+                raise aiomqtt.MqttError("message stream ended")
+            first = get.result()
+            if first is None:
+                return
+            batch = StoreBatch()
+            mids: list[tuple[int, int]] = []
+            deadline = time.monotonic() + window
+            message: aiomqtt.Message | None = first
+            stopping = False
+            while message is not None:
+                self.classify(batch, message, self.clock.now())
+                if message.qos > 0:
+                    mids.append((message.mid, message.qos))
+                if batch.urgent or len(batch) >= limit:
+                    break
+                try:
+                    message = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        message = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if message is None:
+                    stopping = True
+            stored = await self._flush_with_retry(batch)
+            for mid, qos in mids:
+                paho.ack(mid, qos)
+            if stored.new_events and self.on_events is not None:
+                try:
+                    await self.on_events(stored.new_events)
+                except Exception:
+                    # The events are stored; rules re-evaluate from the database on tick.
+                    log.exception("rules failed on a stored batch")
+            if stopping:
+                return
+
+    async def _flush_with_retry(self, batch: StoreBatch) -> Stored:
+        """A database hiccup must not drop the batch: retry; unacked messages stay queued."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.flush(batch)
+            except Exception:
+                log.exception("could not store a batch of %d messages; retrying", len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def disconnected_for(self) -> timedelta:
+        if self.disconnected_since is None:
+            return timedelta(0)
+        return self.clock.now() - self.disconnected_since

@@ -1,0 +1,282 @@
+"""Apply a validated provisioning document to the database: idempotent upsert."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.devices import default_topic
+from gateway.register.provisioning import PersonSpec, ProvisioningDoc
+from gateway.security import hash_password, verify_password
+from gateway.storage.db import Database
+from gateway.storage.models import (
+    AuditEntry,
+    Device,
+    DeviceState,
+    Helper,
+    Person,
+    TeamMember,
+    Town,
+    User,
+    Village,
+)
+
+__all__ = ["ProvisionReport", "apply_provisioning"]
+
+
+@dataclass
+class ProvisionReport:
+    """What changed, per kind of record: created / updated / unchanged."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def note(self, kind: str, outcome: str) -> None:
+        self.counts.setdefault(kind, Counter())[outcome] += 1
+
+    def lines(self) -> list[str]:
+        out = []
+        for kind, counter in self.counts.items():
+            parts = [f"{counter[o]} {o}" for o in ("created", "updated", "unchanged") if counter[o]]
+            out.append(f"{kind}: {', '.join(parts)}")
+        return out
+
+    @property
+    def changed(self) -> bool:
+        return any(c["created"] or c["updated"] for c in self.counts.values())
+
+
+def _assign(record: Any, values: dict[str, Any]) -> bool:
+    changed = False
+    for key, value in values.items():
+        if getattr(record, key) != value:
+            setattr(record, key, value)
+            changed = True
+    return changed
+
+
+def _person_values(spec: PersonSpec, village_id: int, helper_id: int) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "gender": spec.gender.value,
+        "village_id": village_id,
+        "categories": [c.value for c in spec.categories],
+        "care_level": spec.care_level.value,
+        "helper_id": helper_id,
+        "measures": spec.measures,
+        "phone": spec.phone,
+        "notes": spec.notes,
+        "address": spec.address,
+        "guardian_name": spec.guardian_name,
+        "guardian_phone": spec.guardian_phone,
+        "rules_override": dict(spec.rules_override),
+    }
+
+
+def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k != "rules_override"} | {
+        "rules_override": values.get("rules_override")
+    }
+
+
+async def apply_provisioning(
+    db: Database, doc: ProvisioningDoc, now: datetime, *, actor: str = "provision"
+) -> ProvisionReport:
+    """Create or update everything in ``doc`` in one transaction. Nothing is deleted."""
+    report = ProvisionReport()
+    async with db.session() as session, session.begin():
+        await _apply_town(session, doc, report)
+        villages = await _apply_villages(session, doc, report)
+        helpers = await _apply_helpers(session, doc, villages, report)
+        await _apply_persons(session, doc, villages, helpers, now, actor, report)
+        await _apply_users(session, doc, villages, helpers, now, report)
+    return report
+
+
+async def _apply_town(session: AsyncSession, doc: ProvisioningDoc, report: ProvisionReport) -> None:
+    town = (await session.execute(select(Town).limit(1))).scalar_one_or_none()
+    values = {"name": doc.town, "duty_name": doc.town_duty.name, "duty_phone": doc.town_duty.phone}
+    if town is None:
+        session.add(Town(id=1, **values))
+        report.note("town", "created")
+    else:
+        report.note("town", "updated" if _assign(town, values) else "unchanged")
+
+
+async def _apply_villages(
+    session: AsyncSession, doc: ProvisioningDoc, report: ProvisionReport
+) -> dict[str, Village]:
+    existing = {v.name: v for v in (await session.execute(select(Village))).scalars()}
+    for spec in doc.villages:
+        village = existing.get(spec.name)
+        if village is None:
+            village = Village(name=spec.name)
+            session.add(village)
+            await session.flush()
+            existing[spec.name] = village
+            report.note("villages", "created")
+        else:
+            report.note("villages", "unchanged")
+        members = {
+            m.phone: m
+            for m in (
+                await session.execute(select(TeamMember).where(TeamMember.village_id == village.id))
+            ).scalars()
+        }
+        for member in spec.emergency_team:
+            row = members.get(member.phone)
+            values = {"name": member.name, "role": member.role}
+            if row is None:
+                session.add(TeamMember(village_id=village.id, phone=member.phone, **values))
+                report.note("team members", "created")
+            else:
+                report.note("team members", "updated" if _assign(row, values) else "unchanged")
+    return existing
+
+
+async def _apply_helpers(
+    session: AsyncSession,
+    doc: ProvisioningDoc,
+    villages: dict[str, Village],
+    report: ProvisionReport,
+) -> dict[str, Helper]:
+    existing = {h.phone: h for h in (await session.execute(select(Helper))).scalars()}
+    for spec in doc.helpers:
+        values = {"name": spec.name, "title": spec.title, "village_id": villages[spec.village].id}
+        helper = existing.get(spec.phone)
+        if helper is None:
+            helper = Helper(phone=spec.phone, **values)
+            session.add(helper)
+            existing[spec.phone] = helper
+            report.note("helpers", "created")
+        else:
+            report.note("helpers", "updated" if _assign(helper, values) else "unchanged")
+    await session.flush()
+    return existing
+
+
+async def _apply_persons(
+    session: AsyncSession,
+    doc: ProvisioningDoc,
+    villages: dict[str, Village],
+    helpers: dict[str, Helper],
+    now: datetime,
+    actor: str,
+    report: ProvisionReport,
+) -> None:
+    existing = {p.id_number: p for p in (await session.execute(select(Person))).scalars()}
+    devices = {d.uid: d for d in (await session.execute(select(Device))).scalars()}
+    for spec in doc.persons:
+        values = _person_values(spec, villages[spec.village].id, helpers[spec.helper_phone].id)
+        person = existing.get(spec.id_number)
+        if person is None:
+            person = Person(id_number=spec.id_number, created_at=now, updated_at=now, **values)
+            session.add(person)
+            await session.flush()
+            session.add(
+                AuditEntry(
+                    at=now,
+                    actor=actor,
+                    action="create",
+                    entity="person",
+                    entity_id=str(person.id),
+                    before=None,
+                    after=_snapshot(values),
+                )
+            )
+            report.note("persons", "created")
+        else:
+            before = _person_values_of(person)
+            if _assign(person, values):
+                person.updated_at = now
+                session.add(
+                    AuditEntry(
+                        at=now,
+                        actor=actor,
+                        action="update",
+                        entity="person",
+                        entity_id=str(person.id),
+                        before=before,
+                        after=_snapshot(values),
+                    )
+                )
+                report.note("persons", "updated")
+            else:
+                report.note("persons", "unchanged")
+        for entry in spec.devices:
+            topic = entry.topic or default_topic(entry.uid, entry.protocol)
+            device_values = {
+                "person_id": person.id,
+                "kind": entry.kind.value,
+                "protocol": entry.protocol.value,
+                "topic": topic,
+                "model": entry.model,
+            }
+            device = devices.get(entry.uid)
+            if device is None:
+                device = Device(uid=entry.uid, **device_values)
+                session.add(device)
+                await session.flush()
+                session.add(DeviceState(device_id=device.id))
+                devices[entry.uid] = device
+                report.note("devices", "created")
+            else:
+                report.note("devices", "updated" if _assign(device, device_values) else "unchanged")
+
+
+def _person_values_of(person: Person) -> dict[str, Any]:
+    return {
+        "name": person.name,
+        "gender": person.gender,
+        "village_id": person.village_id,
+        "categories": list(person.categories),
+        "care_level": person.care_level,
+        "helper_id": person.helper_id,
+        "measures": person.measures,
+        "phone": person.phone,
+        "notes": person.notes,
+        "address": person.address,
+        "guardian_name": person.guardian_name,
+        "guardian_phone": person.guardian_phone,
+        "rules_override": dict(person.rules_override or {}),
+    }
+
+
+async def _apply_users(
+    session: AsyncSession,
+    doc: ProvisioningDoc,
+    villages: dict[str, Village],
+    helpers: dict[str, Helper],
+    now: datetime,
+    report: ProvisionReport,
+) -> None:
+    existing = {u.username: u for u in (await session.execute(select(User))).scalars()}
+    for spec in doc.users:
+        values: dict[str, Any] = {
+            "role": spec.role.value,
+            "village_id": villages[spec.village].id if spec.village else None,
+            "helper_id": helpers[spec.phone].id if spec.phone and spec.phone in helpers else None,
+        }
+        user = existing.get(spec.username)
+        if user is None:
+            if not spec.password:
+                continue
+            session.add(
+                User(
+                    username=spec.username,
+                    password_hash=hash_password(spec.password),
+                    created_at=now,
+                    **values,
+                )
+            )
+            report.note("users", "created")
+            continue
+        changed = _assign(user, values)
+        if spec.password and not verify_password(spec.password, user.password_hash):
+            user.password_hash = hash_password(spec.password)
+            changed = True
+        report.note("users", "updated" if changed else "unchanged")

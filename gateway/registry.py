@@ -1,0 +1,73 @@
+"""The in-memory map from MQTT topic to registered device, loaded from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from gateway.devices import DeviceSpec, TopicRole, device_topics, subscription_filters
+from gateway.register.vocabulary import DeviceKind, Protocol
+from gateway.storage.db import Database
+from gateway.storage.models import Device
+
+__all__ = ["DeviceRegistry", "Route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a topic leads: the device, the role of the topic, and the person it watches."""
+
+    spec: DeviceSpec
+    role: TopicRole
+    device_id: int
+    person_id: int
+
+
+class DeviceRegistry:
+    """Topic lookup for ingest; refreshed from the database when the register changes."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self._specs: list[DeviceSpec] = []
+
+    def lookup(self, topic: str) -> Route | None:
+        return self._routes.get(topic)
+
+    @property
+    def specs(self) -> list[DeviceSpec]:
+        return list(self._specs)
+
+    def filters(self) -> list[str]:
+        return list(subscription_filters(self._specs))
+
+    def replace(self, rows: list[tuple[DeviceSpec, int, int]]) -> None:
+        routes: dict[str, Route] = {}
+        for spec, device_id, person_id in rows:
+            for topic, role in device_topics(spec).items():
+                routes[topic] = Route(spec, role, device_id, person_id)
+        self._routes = routes
+        self._specs = [spec for spec, _, _ in rows]
+
+    async def load(self, db: Database) -> bool:
+        """Reload from the database; True when anything changed."""
+        async with db.session() as session:
+            devices = (await session.execute(select(Device).order_by(Device.id))).scalars()
+            rows = [
+                (
+                    DeviceSpec(
+                        uid=d.uid,
+                        kind=DeviceKind(d.kind),
+                        protocol=Protocol(d.protocol),
+                        topic=d.topic,
+                        model=d.model,
+                    ),
+                    d.id,
+                    d.person_id,
+                )
+                for d in devices
+            ]
+        before = {(r.spec, r.device_id, r.person_id) for r in self._routes.values()}
+        self.replace(rows)
+        after = {(r.spec, r.device_id, r.person_id) for r in self._routes.values()}
+        return before != after

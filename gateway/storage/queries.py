@@ -1,0 +1,175 @@
+"""Read queries the API needs, kept out of the routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from gateway.storage.models import (
+    Alert,
+    Device,
+    Event,
+    Helper,
+    Person,
+    RejectedMessage,
+    UnknownDevice,
+    Village,
+)
+
+__all__ = [
+    "alert_with_notifications",
+    "device_by_uid",
+    "list_alerts",
+    "list_events",
+    "list_persons",
+    "list_rejected",
+    "list_unknown_devices",
+]
+
+
+def _visible_persons(village_id: int | None, helper_id: int | None) -> Select[Any]:
+    query = select(Person.id)
+    if village_id is not None:
+        query = query.where(Person.village_id == village_id)
+    if helper_id is not None:
+        query = query.where(Person.helper_id == helper_id)
+    return query
+
+
+async def list_persons(
+    session: AsyncSession, *, village_id: int | None = None, helper_id: int | None = None
+) -> Sequence[Person]:
+    query = (
+        select(Person)
+        .options(
+            selectinload(Person.village), selectinload(Person.helper), selectinload(Person.devices)
+        )
+        .order_by(Person.id)
+    )
+    if village_id is not None:
+        query = query.where(Person.village_id == village_id)
+    if helper_id is not None:
+        query = query.where(Person.helper_id == helper_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def device_by_uid(session: AsyncSession, uid: str) -> Device | None:
+    return (
+        await session.execute(
+            select(Device)
+            .options(selectinload(Device.state), selectinload(Device.person))
+            .where(Device.uid == uid)
+        )
+    ).scalar_one_or_none()
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    device: str | None,
+    since: datetime | None,
+    limit: int,
+    offset: int,
+    village_id: int | None = None,
+    helper_id: int | None = None,
+) -> tuple[int, Sequence[Event]]:
+    conditions = []
+    if device:
+        conditions.append(Event.device_uid == device)
+    if since:
+        conditions.append(Event.received_at >= since)
+    if village_id is not None or helper_id is not None:
+        conditions.append(Event.person_id.in_(_visible_persons(village_id, helper_id)))
+    total = (await session.execute(select(func.count(Event.id)).where(*conditions))).scalar_one()
+    rows = (
+        (
+            await session.execute(
+                select(Event)
+                .where(*conditions)
+                .order_by(Event.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return int(total), rows
+
+
+async def list_unknown_devices(session: AsyncSession) -> Sequence[UnknownDevice]:
+    return (
+        (await session.execute(select(UnknownDevice).order_by(UnknownDevice.last_seen_at.desc())))
+        .scalars()
+        .all()
+    )
+
+
+async def list_rejected(session: AsyncSession, limit: int) -> Sequence[RejectedMessage]:
+    return (
+        (
+            await session.execute(
+                select(RejectedMessage).order_by(RejectedMessage.id.desc()).limit(limit)
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def list_alerts(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    village_id: int | None = None,
+    helper_id: int | None = None,
+    limit: int = 200,
+) -> Sequence[Alert]:
+    query = (
+        select(Alert)
+        .options(selectinload(Alert.person).selectinload(Person.village))
+        .order_by(Alert.id.desc())
+        .limit(limit)
+    )
+    if status:
+        query = query.where(Alert.status == status)
+    if village_id is not None or helper_id is not None:
+        query = query.where(Alert.person_id.in_(_visible_persons(village_id, helper_id)))
+    return (await session.execute(query)).scalars().all()
+
+
+async def alert_with_notifications(session: AsyncSession, alert_id: int) -> Alert | None:
+    return (
+        await session.execute(
+            select(Alert)
+            .options(
+                selectinload(Alert.notifications),
+                selectinload(Alert.person).selectinload(Person.village),
+            )
+            .where(Alert.id == alert_id)
+        )
+    ).scalar_one_or_none()
+
+
+async def list_helpers(session: AsyncSession, village_id: int | None) -> Sequence[Helper]:
+    query = select(Helper).options(selectinload(Helper.village)).order_by(Helper.id)
+    if village_id is not None:
+        query = query.where(Helper.village_id == village_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def list_villages(session: AsyncSession) -> Sequence[Village]:
+    return (
+        (
+            await session.execute(
+                select(Village).options(selectinload(Village.team)).order_by(Village.id)
+            )
+        )
+        .scalars()
+        .all()
+    )

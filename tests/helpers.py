@@ -1,0 +1,54 @@
+"""Builders shared by tests: a small valid register."""
+
+from __future__ import annotations
+
+from gateway.register.idnumber import check_digit
+
+
+def id_number(birth: str, seq: int, male: bool) -> str:
+    """A valid GB 11643 number born ``birth`` (YYYYMMDD) in 秀山 (500241)."""
+    gender_digit = (seq * 2 + (1 if male else 0)) % 10
+    first17 = f"500241{birth}{seq:02d}{gender_digit}"
+    return first17 + check_digit(first17)
+
+
+def register_yaml(prefix: str, *, persons: int = 2, extra_person_yaml: str = "") -> str:
+    """A provisioning file whose devices live under ``prefix`` (isolated per test)."""
+    people = []
+    for n in range(persons):
+        male = n % 2 == 0
+        uid = f"{prefix}-p{n}"
+        people.append(
+            f"""  - name: 老人{n}
+    gender: {"男" if male else "女"}
+    id_number: "{id_number("19480101", n + 10, male)}"
+    village: 坝芒村
+    categories: [dispersed_destitute]
+    care_level: special
+    helper: "+8613700000001"
+    measures: 每周上门一次
+    phone: "+861360000{n:04d}"
+    address: 坝芒村3组{n}号
+    devices:
+      - {{uid: {uid}-sos, kind: sos, protocol: native, topic: {prefix}/homewatch/{uid}-sos}}
+      - {{uid: {uid}-pir, kind: motion, protocol: native, topic: {prefix}/homewatch/{uid}-pir}}
+      - {{uid: {uid}-zsos, kind: sos, protocol: zigbee2mqtt, topic: {prefix}-z2m/{uid}-zsos,
+          model: TS0215A_sos}}
+      - {{uid: {uid}-door, kind: door, protocol: zigbee2mqtt, topic: {prefix}-z2m/{uid}-door}}
+"""
+        )
+    return f"""town: 隘口镇
+town_duty: {{name: 民政办值班, phone: "+8602376000000"}}
+villages:
+  - name: 坝芒村
+    emergency_team:
+      - {{name: 王五, phone: "+8613900000001", role: 队长}}
+      - {{name: 赵六, phone: "+8613900000002", role: 队员}}
+helpers:
+  - {{name: 李四, phone: "+8613700000001", title: 村支书, village: 坝芒村}}
+persons:
+{"".join(people)}{extra_person_yaml}
+users:
+  - {{username: admin, role: town_admin, password_env: HW_TEST_ADMIN_PASSWORD}}
+  - {{username: lisi, role: helper, phone: "+8613700000001", password_env: HW_TEST_ADMIN_PASSWORD}}
+"""

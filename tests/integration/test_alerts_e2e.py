@@ -1,0 +1,261 @@
+"""SOS over the real broker → the real twilio client → a local fake Twilio; signed webhooks
+through the real HTTP server acknowledge; a kill -9 mid-escalation loses and repeats nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+
+from gateway.app import Gateway
+from gateway.clock import SystemClock
+from gateway.config import load_settings
+from gateway.register.apply import apply_provisioning
+from gateway.register.provisioning import parse_provisioning
+from gateway.storage.db import migrate
+from tests.conftest import free_port, wait_until
+from tests.fakes.fake_twilio import FakeTwilio
+from tests.helpers import register_yaml
+
+pytestmark = pytest.mark.integration
+
+HELPER = "+8613700000001"
+TEAM = ("+8613900000001", "+8613900000002")
+ACCOUNT = "AC" + "0" * 32
+TOKEN = "fake-auth-token-0123456789abcdef"
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio(account_sid=ACCOUNT, auth_token=TOKEN) as fake:
+        yield fake
+
+
+@dataclass
+class Live:
+    gateway: Gateway
+    public_url: str
+    prefix: str
+
+
+def _settings(database_url: str, prefix: str, port: int, twilio: FakeTwilio, **extra: object):  # type: ignore[no-untyped-def]
+    return load_settings(
+        database_url=database_url,
+        mqtt_url="mqtt://127.0.0.1:1883",
+        mqtt_client_id=f"gw-{prefix}",
+        mqtt_topic_prefix=prefix,
+        secret_key="k" * 32,
+        api_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        twilio_account_sid=ACCOUNT,
+        twilio_auth_token=TOKEN,
+        twilio_from="+15005550006",
+        twilio_api_base=twilio.base_url,
+        **extra,
+    )
+
+
+@pytest.fixture
+async def live(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    port = free_port()
+    settings = _settings(database_url, mqtt_prefix, port, twilio)
+    await migrate(database_url)
+    gateway = Gateway(settings, "k" * 32, clock=SystemClock())
+    await apply_provisioning(
+        gateway.db, parse_provisioning(register_yaml(mqtt_prefix, persons=1)), datetime.now(UTC)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop, run_migrations=False))
+    await wait_until(lambda: gateway.ingest.connected, within=10)
+    async with httpx.AsyncClient() as client:
+
+        async def api_up() -> bool:
+            try:
+                return (await client.get(f"{settings.public_url}/healthz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await wait_until(api_up, within=10)
+    try:
+        yield Live(gateway, settings.public_url, mqtt_prefix)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}",
+                                  clean_session=True):
+            pass
+
+
+async def _press_sos(prefix: str, press_id: str) -> None:
+    async with aiomqtt.Client("127.0.0.1", 1883) as client:
+        await client.publish(
+            f"{prefix}/homewatch/{prefix}-p0-sos/event",
+            json.dumps({"type": "sos", "id": press_id}),
+            qos=1,
+        )
+
+
+async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
+    live: Live, twilio: FakeTwilio
+) -> None:
+    await _press_sos(live.prefix, "p-1")
+    await twilio.wait_for_async(lambda: len(twilio.messages) >= 1 and len(twilio.calls) >= 1, 10)
+    sms = twilio.messages[0]
+    assert sms["To"] == HELPER and "老人0" in sms["Body"] and "回复1" in sms["Body"]
+    call = twilio.calls[0]
+    assert call["To"] == HELPER and call["Url"].startswith(f"{live.public_url}/twilio/voice/")
+
+    async with httpx.AsyncClient() as client:
+        twiml = await twilio.post_signed(call["Url"], twilio.voice_params(call), client=client)
+        assert twiml.status_code == 200
+        assert 'language="zh-CN"' in twiml.text and 'numDigits="1"' in twiml.text
+
+        forged = await client.post(
+            f"{live.public_url}/twilio/sms",
+            data=twilio.inbound_sms_params(HELPER, "1"),
+            headers={"X-Twilio-Signature": "bm90LWEtc2lnbmF0dXJl"},
+        )
+        assert forged.status_code == 403
+        unsigned = await client.post(
+            f"{live.public_url}/twilio/sms", data=twilio.inbound_sms_params(HELPER, "1")
+        )
+        assert unsigned.status_code == 403
+
+        token = (await client.post(
+            f"{live.public_url}/api/v1/auth/token",
+            data={"username": "admin", "password": "correct-horse-battery"},
+        )).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        alerts = (await client.get(f"{live.public_url}/api/v1/alerts", headers=auth)).json()
+        assert [a["status"] for a in alerts] == ["open"], "a forged reply changes nothing"
+
+        reply = await twilio.post_signed(
+            f"{live.public_url}/twilio/sms", twilio.inbound_sms_params(HELPER, "1"), client=client
+        )
+        assert reply.status_code == 200
+        detail = (
+            await client.get(f"{live.public_url}/api/v1/alerts/{alerts[0]['id']}", headers=auth)
+        ).json()
+    assert detail["status"] == "acknowledged" and detail["acknowledged_by"] == "李四"
+    sent = [n for n in detail["notifications"] if n["purpose"] == "alert"]
+    assert {(n["channel"], n["recipient_phone"]) for n in sent} == {("sms", HELPER), ("voice", HELPER)}
+    assert all(n["sid"] for n in sent)
+    await twilio.wait_for_async(lambda: any("已确认" in m["Body"] for m in twilio.messages), 10)
+
+
+async def test_key_1_in_the_call_acknowledges_and_tells_the_others(
+    live: Live, twilio: FakeTwilio
+) -> None:
+    await _press_sos(live.prefix, "p-2")
+    await twilio.wait_for_async(lambda: len(twilio.calls) >= 1, 10)
+    call = twilio.calls[0]
+    async with httpx.AsyncClient() as client:
+        answer = await twilio.post_signed(
+            call["Url"] + "/gather", twilio.gather_params(call, "1"), client=client
+        )
+    assert answer.status_code == 200 and "已确认" in answer.text
+    async with live.gateway.db.session() as session:
+        from sqlalchemy import select
+
+        from gateway.storage.models import Alert
+
+        alert = (await session.execute(select(Alert))).scalar_one()
+    assert alert.status == "acknowledged" and alert.acknowledged_by == "李四"
+
+
+async def test_twilio_outage_during_a_step_is_retried(live: Live, twilio: FakeTwilio) -> None:
+    twilio.fail_next(2, status=503)
+    await _press_sos(live.prefix, "p-3")
+    # Both first attempts (SMS and call) get 503; the retries 20 s later would be too slow
+    # for a test, so check the failures are recorded and the retries are scheduled.
+    from sqlalchemy import select
+
+    from gateway.storage.models import Notification
+
+    async def scheduled() -> bool:
+        async with live.gateway.db.session() as session:
+            rows = (await session.execute(select(Notification))).scalars().all()
+        return sum(r.status == "failed" for r in rows) == 2 and sum(
+            r.attempt == 2 and r.status == "pending" for r in rows
+        ) == 2
+
+    await wait_until(scheduled, within=10)
+
+
+def test_kill_9_mid_escalation_resumes_without_repeating(
+    sqlite_url: str, tmp_path: Path, run_id: str, twilio: FakeTwilio
+) -> None:
+    """The real `homewatch run` process, killed after the helper's step; short waits."""
+    prefix = f"kx{run_id}"
+    port = free_port()
+    config = tmp_path / "homewatch.yaml"
+    config.write_text(
+        "escalation:\n  emergency:\n"
+        "    - {notify: helper, channels: [sms], wait: 4s}\n"
+        "    - {notify: village_team, channels: [sms], wait: 4s}\n"
+        "    - {notify: town_duty, channels: [sms], wait: 1h}\n",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "HOMEWATCH_CONFIG": str(config),
+        "HOMEWATCH_DATABASE_URL": sqlite_url,
+        "HOMEWATCH_MQTT_CLIENT_ID": f"gw-{prefix}",
+        "HOMEWATCH_SECRET_KEY": "k" * 32,
+        "HOMEWATCH_API_PORT": str(port),
+        "HOMEWATCH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HOMEWATCH_TWILIO_ACCOUNT_SID": ACCOUNT,
+        "HOMEWATCH_TWILIO_AUTH_TOKEN": TOKEN,
+        "HOMEWATCH_TWILIO_FROM": "+15005550006",
+        "HOMEWATCH_TWILIO_API_BASE": twilio.base_url,
+        "HW_TEST_ADMIN_PASSWORD": "correct-horse-battery",
+    }
+    register = tmp_path / "register.yaml"
+    register.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "gateway.cli", "provision", str(register)],
+                   env=env, check=True, capture_output=True)
+    log = tmp_path / "gw.log"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run"], env=env,
+                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+    gateway = start()
+    try:
+        deadline = time.monotonic() + 30
+        while b"subscribed" not in log.read_bytes():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        asyncio.run(_press_sos(prefix, "k-1"))
+        twilio.wait_for(lambda: len(twilio.messages) == 1, 10)
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        time.sleep(1.0)
+        gateway = start()
+        twilio.wait_for(lambda: len(twilio.messages) >= 3, 30)
+        time.sleep(2.0)
+        recipients = [m["To"] for m in twilio.messages]
+        assert recipients.count(HELPER) == 1, "the helper's step must not be repeated"
+        assert sorted(recipients[1:3]) == sorted(TEAM)
+        assert len(recipients) == 3, "the duty line waits its turn"
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            gateway.wait(20)
+        except subprocess.TimeoutExpired:
+            gateway.kill()

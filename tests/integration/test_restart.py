@@ -1,0 +1,147 @@
+"""kill -9 the real gateway process mid-drain, publish while it is down, restart: every
+event is stored exactly once. Uses its own Mosquitto configured as docs/ recommends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import free_port
+from tests.helpers import register_yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[int]:
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+        "persistence false\n"
+    )
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        try:
+            client.connect("127.0.0.1", port)
+            client.disconnect()
+            break
+        except OSError:
+            time.sleep(0.1)
+    try:
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _count_events(db_url: str) -> tuple[int, int]:
+    """(rows, distinct event ids), read outside the gateway with the plain drivers."""
+    sql = "SELECT count(*), count(DISTINCT event_id) FROM events"
+    if db_url.startswith("sqlite"):
+        with sqlite3.connect(db_url.split("///", 1)[1]) as connection:
+            total, distinct = connection.execute(sql).fetchone()
+        return int(total), int(distinct)
+    dsn = db_url.replace("postgresql+asyncpg", "postgresql")
+    out = subprocess.run(
+        ["psql", dsn, "-tA", "-F", " ", "-c", sql], capture_output=True, text=True, check=True
+    )
+    total, distinct = out.stdout.split()
+    return int(total), int(distinct)
+
+
+def _publish(port: int, topic: str, start: int, count: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{start}")
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = []
+    for n in range(start, start + count):
+        payload = json.dumps({"type": "motion", "state": n % 2 == 0, "id": f"ev-{n}"})
+        infos.append(client.publish(topic, payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(30)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_mid_drain_and_publish_while_down_loses_and_duplicates_nothing(
+    broker: int, tmp_path: Path, run_id: str, database_url: str
+) -> None:
+    prefix = f"rs{run_id}"
+    env = {
+        **os.environ,
+        "HOMEWATCH_DATABASE_URL": database_url,
+        "HOMEWATCH_MQTT_URL": f"mqtt://127.0.0.1:{broker}",
+        "HOMEWATCH_MQTT_CLIENT_ID": f"gw-{prefix}",
+        "HOMEWATCH_SECRET_KEY": "s" * 32,
+        "HOMEWATCH_API_PORT": str(free_port()),
+        "HW_TEST_ADMIN_PASSWORD": "correct-horse-battery",
+    }
+    provisioning = tmp_path / "register.yaml"
+    provisioning.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "provision", str(provisioning)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    topic = f"{prefix}/homewatch/{prefix}-p0-pir/event"
+    log = tmp_path / "gateway.log"
+    gateway = _start_gateway(env, log)
+    try:
+        _wait(lambda: b"subscribed" in log.read_bytes(), 30, "the gateway to subscribe")
+        publisher = threading.Thread(target=_publish, args=(broker, topic, 0, 15000))
+        publisher.start()
+        _wait(lambda: _count_events(database_url)[0] >= 1000, 60, "the drain to start")
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        stored_at_kill = _count_events(database_url)[0]
+        publisher.join(60)
+        assert stored_at_kill < 15000, "killed too late to prove anything; publish more"
+        _publish(broker, topic, 15000, 3000)  # while the gateway is down
+        assert _count_events(database_url)[0] == stored_at_kill
+        gateway = _start_gateway(env, log)
+        _wait(lambda: _count_events(database_url)[0] >= 18000, 120, "all 18000 events")
+        time.sleep(1.0)  # anything more arriving would be a duplicate
+        total, distinct = _count_events(database_url)
+        assert (total, distinct) == (18000, 18000), f"stored at kill: {stored_at_kill}"
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            gateway.wait(20)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+    assert gateway.returncode in (0, -signal.SIGTERM)

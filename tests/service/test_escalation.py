@@ -1,0 +1,233 @@
+"""Escalation with an injected clock and a recording notifier, on both real databases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from alerts.notifiers.base import Delivery, DeliveryError
+from alerts.service import AlertService
+from alerts.types import AlertTrigger, AlertType
+from gateway.clock import ManualClock
+from gateway.config import EscalationConfig, RulesConfig
+from gateway.register.apply import apply_provisioning
+from gateway.register.provisioning import parse_provisioning
+from gateway.storage.db import Database
+from gateway.storage.models import Alert, Notification, Person
+from tests.helpers import register_yaml
+
+HELPER = "+8613700000001"
+TEAM = ["+8613900000001", "+8613900000002"]
+DUTY = "+862376000000"
+
+
+@dataclass
+class RecordingNotifier:
+    name: str = "recording"
+    sent: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, to, text)
+    fail: dict[tuple[str, str], list[DeliveryError]] = field(default_factory=dict)
+
+    async def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> Delivery:
+        return self._send("sms", to, body)
+
+    async def place_call(
+        self, to: str, *, speech: str, twiml_url: str, status_callback: str | None = None
+    ) -> Delivery:
+        return self._send("voice", to, speech)
+
+    def _send(self, channel: str, to: str, text: str) -> Delivery:
+        failures = self.fail.get((channel, to))
+        if failures:
+            raise failures.pop(0)
+        self.sent.append((channel, to, text))
+        return Delivery(sid=f"X{len(self.sent):033d}", status="queued")
+
+    def to(self, phone: str, channel: str | None = None) -> list[str]:
+        return [t for c, p, t in self.sent if p == phone and (channel is None or c == channel)]
+
+
+async def _register(db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    doc = parse_provisioning(register_yaml("esc", persons=1))
+    await apply_provisioning(db, doc, clock.now())
+    async with db.session() as session:
+        return (await session.execute(select(Person.id))).scalars().one()
+
+
+def _service(db: Database, clock: ManualClock, notifier: Any, worker: str = "w1") -> AlertService:
+    return AlertService(
+        db,
+        clock,
+        notifier,
+        escalation=EscalationConfig(),
+        rules=RulesConfig(),
+        public_url="http://gw.example",
+        timezone=ZoneInfo("Asia/Shanghai"),
+        worker_id=worker,
+    )
+
+
+async def test_sos_escalates_helper_then_team_then_duty_until_acknowledged(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    service = _service(db, clock, notifier)
+    alert, new = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    assert new
+    await service.tick()
+    assert [c for c, p, _ in notifier.sent] == ["sms", "voice"]
+    assert all(p == HELPER for _, p, _ in notifier.sent)
+    sms = notifier.to(HELPER, "sms")[0]
+    assert "老人0" in sms and "坝芒村" in sms and "回复1" in sms and alert.code in sms
+    assert "08:00" in sms  # local time, Asia/Shanghai
+
+    clock.advance(timedelta(minutes=2, seconds=59))
+    await service.tick()
+    assert not notifier.to(TEAM[0]), "the team must not hear before the helper's 3 minutes"
+    clock.advance(timedelta(seconds=1))
+    await service.tick()
+    for phone in TEAM:
+        assert len(notifier.to(phone, "sms")) == 1 and len(notifier.to(phone, "voice")) == 1
+
+    clock.advance(timedelta(minutes=5))
+    await service.tick()
+    assert len(notifier.to(DUTY, "sms")) == 1
+    clock.advance(timedelta(minutes=10))
+    await service.tick()
+    assert len(notifier.to(DUTY, "sms")) == 2, "the last step repeats every 10 minutes"
+
+    result = await service.acknowledge_by_sms(TEAM[1], "1")
+    assert result is not None and result.acknowledged_by == "赵六"
+    await service.tick()
+    taken = [t for t in notifier.to(HELPER, "sms") if "已接单" in t]
+    assert len(taken) == 1 and "赵六" in taken[0]
+    assert any("已确认" in t for t in notifier.to(TEAM[1], "sms"))
+    assert not [t for t in notifier.to(TEAM[1], "sms") if "已接单" in t]
+    sent_before = len(notifier.sent)
+    clock.advance(timedelta(hours=1))
+    await service.tick()
+    assert len(notifier.sent) == sent_before, "nothing more after acknowledgement"
+
+
+async def test_sms_from_a_number_never_notified_acknowledges_nothing(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    service = _service(db, clock, notifier)
+    alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await service.tick()
+    assert await service.acknowledge_by_sms(TEAM[0], "1") is None  # team not yet notified
+    assert await service.acknowledge_by_sms("+8618800000000", alert.code) is None
+    async with db.session() as session:
+        stored = await session.get(Alert, alert.id)
+        assert stored is not None and stored.status == "open"
+
+
+async def test_repeated_presses_join_the_open_alert(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    service = _service(db, clock, RecordingNotifier())
+    first, new1 = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    clock.advance(5)
+    second, new2 = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    assert new1 and not new2 and first.id == second.id
+    fall, new3 = await service.raise_alert(AlertTrigger(AlertType.FALL, person_id, clock.now()))
+    assert new3 and fall.id != first.id, "one open alert per person *and type*"
+    await service.resolve(first.id, "admin", "误按")
+    clock.advance(60)
+    third, new4 = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    assert new4 and third.id != first.id, "a press after resolution and debounce is new"
+
+
+async def test_restart_resumes_on_time_without_resending(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    first = _service(db, clock, notifier)
+    await first.raise_alert(AlertTrigger(AlertType.FALL, person_id, clock.now()))
+    await first.tick()
+    assert len(notifier.sent) == 2
+    # The process dies; a new one starts on the same database two minutes later.
+    clock.advance(timedelta(minutes=2))
+    second = _service(db, clock, notifier, worker="w2")
+    await second.tick()
+    assert len(notifier.sent) == 2, "the helper's step must not be repeated after a restart"
+    clock.advance(timedelta(minutes=1))
+    await second.tick()
+    assert len(notifier.to(TEAM[0])) == 2
+
+
+async def test_two_workers_claim_each_step_once(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    a = _service(db, clock, notifier, worker="a")
+    b = _service(db, clock, notifier, worker="b")
+    await a.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await asyncio.gather(a.tick(), b.tick(), a.tick(), b.tick())
+    assert sorted(c for c, _, _ in notifier.sent) == ["sms", "voice"]
+
+
+async def test_outage_is_retried_then_falls_back_to_the_other_channel(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    outage = DeliveryError("503 from provider", retryable=True, status="503")
+    notifier.fail[("sms", HELPER)] = [outage, outage, outage]
+    service = _service(db, clock, notifier)
+    alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await service.tick()
+    assert notifier.to(HELPER, "voice") and not notifier.to(HELPER, "sms")
+    clock.advance(20)
+    await service.tick()  # second SMS attempt fails too
+    clock.advance(60)
+    await service.tick()  # third fails: the voice call already got through, no extra call
+    assert len(notifier.to(HELPER, "voice")) == 1
+    async with db.session() as session:
+        rows = (
+            (
+                await session.execute(
+                    select(Notification).where(
+                        Notification.alert_id == alert.id, Notification.channel == "sms"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [r.attempt for r in rows] == [1, 2, 3]
+    assert all(r.status == "failed" and r.error for r in rows)
+
+
+async def test_failed_call_status_falls_back_to_sms_when_the_sms_failed_too(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    bad = DeliveryError("invalid number", retryable=False, status="400")
+    notifier.fail[("sms", HELPER)] = [bad]
+    service = _service(db, clock, notifier)
+    await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await service.tick()
+    call_sid = next(f"X{i + 1:033d}" for i, (c, _, _) in enumerate(notifier.sent) if c == "voice")
+    for _ in range(3):  # no-answer, retried twice, all no-answer
+        assert await service.status_callback(call_sid, "no-answer")
+        clock.advance(60)
+        await service.tick()
+        call_sid = f"X{len(notifier.sent):033d}"
+    calls = notifier.to(HELPER, "voice")
+    assert len(calls) == 3
+    assert len(notifier.to(HELPER, "sms")) == 1, "after the calls failed, the SMS is tried again"
