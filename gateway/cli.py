@@ -211,12 +211,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run_simulator(args)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
-
-    return run_demo(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML configuration (or HOMEWATCH_CONFIG)")
@@ -271,19 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
         configure_parser(simulate)
     simulate.set_defaults(func=cmd_simulate)
 
-    demo = commands.add_parser("demo", parents=[common], help="the whole system, self-contained")
-    demo.add_argument("--speed", type=float, default=60.0, help="simulated time factor")
-    demo.add_argument("--port", type=int, default=8000, help="HTTP port (0 = any free)")
-    demo.add_argument("--mqtt-port", type=int, default=0, help="embedded broker port (0 = free)")
-    demo.add_argument("--households", type=int, default=12)
-    demo.add_argument("--dir", default="homewatch-demo", help="where the demo keeps its files")
-    demo.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="stop after this many wall-clock seconds (tests)",
-    )
-    demo.set_defaults(func=cmd_demo)
     return parser
 
 

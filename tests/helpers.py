@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from gateway.register.idnumber import check_digit
+
+
+def _birth(n: int) -> str:
+    return (date(1940, 1, 1) + timedelta(days=n)).strftime("%Y%m%d")
 
 
 def id_number(birth: str, seq: int, male: bool) -> str:
@@ -21,7 +27,7 @@ def register_yaml(prefix: str, *, persons: int = 2, extra_person_yaml: str = "")
         people.append(
             f"""  - name: 老人{n}
     gender: {"男" if male else "女"}
-    id_number: "{id_number("19480101", n + 10, male)}"
+    id_number: "{id_number(_birth(n), 10 + n % 80, male)}"
     village: 坝芒村
     categories: [dispersed_destitute]
     care_level: special

@@ -96,8 +96,9 @@ async def live(
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}",
-                                  clean_session=True):
+        async with aiomqtt.Client(
+            "127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}", clean_session=True
+        ):
             pass
 
 
@@ -136,10 +137,12 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
         )
         assert unsigned.status_code == 403
 
-        token = (await client.post(
-            f"{live.public_url}/api/v1/auth/token",
-            data={"username": "admin", "password": "correct-horse-battery"},
-        )).json()["access_token"]
+        token = (
+            await client.post(
+                f"{live.public_url}/api/v1/auth/token",
+                data={"username": "admin", "password": "correct-horse-battery"},
+            )
+        ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         alerts = (await client.get(f"{live.public_url}/api/v1/alerts", headers=auth)).json()
         assert [a["status"] for a in alerts] == ["open"], "a forged reply changes nothing"
@@ -148,12 +151,14 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
             f"{live.public_url}/twilio/sms", twilio.inbound_sms_params(HELPER, "1"), client=client
         )
         assert reply.status_code == 200
-        detail = (
-            await client.get(f"{live.public_url}/api/v1/alerts/{alerts[0]['id']}", headers=auth)
-        ).json()
+        alert_url = f"{live.public_url}/api/v1/alerts/{alerts[0]['id']}"
+        detail = (await client.get(alert_url, headers=auth)).json()
     assert detail["status"] == "acknowledged" and detail["acknowledged_by"] == "李四"
     sent = [n for n in detail["notifications"] if n["purpose"] == "alert"]
-    assert {(n["channel"], n["recipient_phone"]) for n in sent} == {("sms", HELPER), ("voice", HELPER)}
+    assert {(n["channel"], n["recipient_phone"]) for n in sent} == {
+        ("sms", HELPER),
+        ("voice", HELPER),
+    }
     assert all(n["sid"] for n in sent)
     await twilio.wait_for_async(lambda: any("已确认" in m["Body"] for m in twilio.messages), 10)
 
@@ -190,9 +195,10 @@ async def test_twilio_outage_during_a_step_is_retried(live: Live, twilio: FakeTw
     async def scheduled() -> bool:
         async with live.gateway.db.session() as session:
             rows = (await session.execute(select(Notification))).scalars().all()
-        return sum(r.status == "failed" for r in rows) == 2 and sum(
-            r.attempt == 2 and r.status == "pending" for r in rows
-        ) == 2
+        return (
+            sum(r.status == "failed" for r in rows) == 2
+            and sum(r.attempt == 2 and r.status == "pending" for r in rows) == 2
+        )
 
     await wait_until(scheduled, within=10)
 
@@ -227,13 +233,21 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
     }
     register = tmp_path / "register.yaml"
     register.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "gateway.cli", "provision", str(register)],
-                   env=env, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "provision", str(register)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     log = tmp_path / "gw.log"
 
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run"], env=env,
-                                stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run"],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     gateway = start()
     try:
