@@ -273,3 +273,47 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
             gateway.wait(20)
         except subprocess.TimeoutExpired:
             gateway.kill()
+
+
+async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helpers(
+    live: Live,
+) -> None:
+    p = live.prefix
+    async with aiomqtt.Client("127.0.0.1", 1883) as mqtt:
+        await mqtt.publish(
+            f"{p}/homewatch/{p}-p0-pir/event",
+            json.dumps({"type": "motion", "state": True, "battery": 77}),
+            qos=1,
+        )
+        await mqtt.publish(f"{p}/homewatch/nobody-{p}/event", json.dumps({"type": "sos"}), qos=1)
+    base = f"{live.public_url}/api/v1"
+    async with httpx.AsyncClient() as client:
+
+        async def login(user: str) -> dict[str, str]:
+            response = await client.post(
+                f"{base}/auth/token", data={"username": user, "password": "correct-horse-battery"}
+            )
+            return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+        admin = await login("admin")
+        assert (await client.get(f"{base}/persons")).status_code == 401
+
+        async def stored() -> bool:
+            page = (
+                await client.get(f"{base}/events", params={"device": f"{p}-p0-pir"}, headers=admin)
+            ).json()
+            return page["total"] == 1
+
+        await wait_until(stored, within=10)
+        device = (await client.get(f"{base}/devices/{p}-p0-pir", headers=admin)).json()
+        assert device["online"] is True and device["battery"] == 77 and device["last_seen_at"]
+        unknown = (await client.get(f"{base}/unknown-devices", headers=admin)).json()
+        assert f"{p}/homewatch/nobody-{p}/event" in [u["topic"] for u in unknown]
+        full = (await client.get(f"{base}/persons", headers=admin)).json()[0]["id_number"]
+        helper = await login("lisi")
+        masked = (await client.get(f"{base}/persons", headers=helper)).json()[0]["id_number"]
+        assert "*" not in full and masked != full and masked.count("*") == 10
+        assert (await client.get(f"{base}/unknown-devices", headers=helper)).status_code == 403
+        metrics = (await client.get(f"{live.public_url}/metrics")).text
+        assert 'homewatch_events_total{result="accepted"}' in metrics
+        assert 'homewatch_events_total{result="unknown_device"}' in metrics

@@ -1,0 +1,58 @@
+"""Settings: env beats the YAML file, unknown keys and placeholder secrets are refused."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_settings, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("5m", timedelta(minutes=5)),
+        ("4h", timedelta(hours=4)),
+        ("2d", timedelta(days=2)),
+        ("PT4H", timedelta(hours=4)),
+        (30, timedelta(seconds=30)),
+    ],
+)
+def test_durations(text: object, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+def test_bad_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
+
+
+def test_environment_overrides_the_file_and_unknown_keys_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "homewatch.yaml"
+    config.write_text("api_port: 9100\nrules:\n  sos_debounce: 10s\n", encoding="utf-8")
+    monkeypatch.setenv("HOMEWATCH_API_PORT", "9200")
+    settings = load_settings(config)
+    assert settings.api_port == 9200
+    assert settings.rules.sos_debounce == timedelta(seconds=10)
+    config.write_text("api_prot: 9100\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="api_prot: unknown setting"):
+        load_settings(config)
+    config.write_text(
+        "escalation:\n  emergency:\n    - {notify: helper, channels: [sms], "
+        "wait: 1m, repeat: true}\n    - {notify: town_duty, channels: [sms], "
+        "wait: 1m}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="only the last step may repeat"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize("secret", [None, "changeme", "short"])
+def test_run_refuses_missing_or_placeholder_secrets(secret: str | None) -> None:
+    with pytest.raises(ConfigError, match="HOMEWATCH_SECRET_KEY"):
+        load_settings(secret_key=secret).require_production_secret()
