@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alerts.notifiers.base import DeliveryError, Notifier
-from alerts.templates import render
+from alerts.templates import ALERT_TEMPLATES, render
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
 from gateway.clock import Clock
 from gateway.config import EscalationConfig, EscalationStep, RulesConfig
@@ -54,16 +54,9 @@ _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud o
 RETRY_DELAYS = (timedelta(seconds=20), timedelta(seconds=60))
 #: A notification stuck in ``sending`` this long was orphaned by a crash.
 SENDING_GRACE = timedelta(minutes=2)
+#: Still being handled: one such alert per person and type (the partial unique index).
+_ACTIVE_STATUSES = (AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value)
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
-_TEMPLATE_FOR_TYPE = {
-    AlertType.SOS: "sos_alert",
-    AlertType.FALL: "fall_alert",
-    AlertType.INACTIVITY: "inactivity_alert",
-    AlertType.DOOR_OPEN_NIGHT: "door_open_night_alert",
-    AlertType.DEVICE_OFFLINE: "device_fault",
-    AlertType.BATTERY_LOW: "battery_low",
-    AlertType.GATEWAY_LINK: "gateway_link",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +170,7 @@ class AlertService:
             select(Alert).where(
                 Alert.person_id == person_id,
                 Alert.type == alert_type.value,
-                Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+                Alert.status.in_(_ACTIVE_STATUSES),
             )
         )
         return result.scalar_one_or_none()
@@ -287,7 +280,7 @@ class AlertService:
     def _alert_template(self, alert: Alert, step: EscalationStep) -> str:
         if step.notify == "resident" and alert.group == AlertGroup.WELLBEING.value:
             return "inactivity_check"
-        return _TEMPLATE_FOR_TYPE[AlertType(alert.type)]
+        return ALERT_TEMPLATES[alert.type]
 
     async def _recipients(
         self, session: AsyncSession, person: Person, notify: str
@@ -316,17 +309,18 @@ class AlertService:
     async def _alert_params(self, session: AsyncSession, alert: Alert) -> dict[str, str]:
         person = alert.person
         village = await session.get(Village, person.village_id)
+        village_name = village.name if village else ""
         local = alert.raised_at.astimezone(self.tz)
         return {
             "name": person.name,
-            "village": village.name if village else "",
-            "address": person.address or (village.name if village else ""),
+            "village": village_name,
+            "address": person.address or village_name,
             "time": local.strftime("%H:%M"),
             "date": local.strftime("%m月%d日"),
             "phone": national_phone(person.phone),
             "code": alert.code,
             "what": ALERT_LABELS[AlertType(alert.type)],
-            "person": f"{village.name if village else ''}{person.name}",
+            "person": f"{village_name}{person.name}",
             "since": alert.detail.get("since", local.strftime("%H:%M")),
             "device": alert.detail.get("device_label", alert.device_uid or "设备"),
             "battery": alert.detail.get("battery", ""),
@@ -341,7 +335,7 @@ class AlertService:
         template: str,
         recipient: Recipient,
         channel: str,
-        params: dict[str, str],
+        params: dict[str, Any],
         now: datetime,
         step_index: int | None = None,
         step_round: int | None = None,
@@ -541,26 +535,19 @@ class AlertService:
         not_before: datetime,
         now: datetime,
     ) -> Notification:
-        return Notification(
+        """Another attempt of ``row``: same template and parameters, rendered for ``channel``."""
+        return self._notification(
             alert_id=row.alert_id,
             purpose=row.purpose,
             template=row.template,
+            recipient=Recipient(row.recipient_role, row.recipient_name, row.recipient_phone),
+            channel=channel,
+            params=row.params,
+            now=now,
             step_index=row.step_index,
             step_round=row.step_round,
-            recipient_role=row.recipient_role,
-            recipient_name=row.recipient_name,
-            recipient_phone=row.recipient_phone,
-            channel=channel,
             attempt=attempt,
-            status="pending",
             not_before=not_before,
-            token=secrets.token_urlsafe(24),
-            params=row.params,
-            # Same template and parameters, in the wording of the channel now used.
-            body=render(row.template, channel, row.params),  # type: ignore[arg-type]
-            created_at=now,
-            updated_at=now,
-            failure_handled=False,
         )
 
     async def status_callback(self, sid: str, status: str, error_code: str | None = None) -> bool:
@@ -617,21 +604,12 @@ class AlertService:
                 await session.rollback()
                 return await self.acknowledge(alert_id, by, via_phone=via_phone)
             # Calls and retries not yet placed are no longer wanted.
-            await session.execute(
-                update(Notification)
-                .where(
-                    Notification.alert_id == alert_id,
-                    Notification.status == "pending",
-                    Notification.purpose == "alert",
-                )
-                .values(status="skipped", updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            await _skip_pending(session, alert_id, now, purpose="alert")
+            params = await self._alert_params(session, alert)
             await self._tell_everyone(
-                session, alert, "taken", {"taker": by}, now, except_phone=via_phone
+                session, alert.id, "taken", params | {"taker": by}, now, except_phone=via_phone
             )
             if via_phone:
-                params = await self._alert_params(session, alert)
                 session.add(
                     self._notification(
                         alert_id=alert.id,
@@ -651,9 +629,9 @@ class AlertService:
     async def _tell_everyone(
         self,
         session: AsyncSession,
-        alert: Alert,
+        alert_id: int,
         template: str,
-        extra: dict[str, str],
+        params: dict[str, str],
         now: datetime,
         *,
         except_phone: str | None,
@@ -666,15 +644,13 @@ class AlertService:
                     Notification.recipient_role,
                 )
                 .where(
-                    Notification.alert_id == alert.id,
+                    Notification.alert_id == alert_id,
                     Notification.purpose == "alert",
                     Notification.status.notin_(["pending", "skipped"]),
                 )
                 .order_by(Notification.id)
             )
         ).all()
-        params = await self._alert_params(session, alert)
-        params.update(extra)
         seen: set[str] = set()
         for phone, name, role in rows:
             if phone in seen or phone == except_phone or role == "resident":
@@ -682,7 +658,7 @@ class AlertService:
             seen.add(phone)
             session.add(
                 self._notification(
-                    alert_id=alert.id,
+                    alert_id=alert_id,
                     purpose=template,
                     template=template,
                     recipient=Recipient(role, name, phone),
@@ -704,7 +680,7 @@ class AlertService:
                     Notification.recipient_phone == from_phone,
                     Notification.purpose == "alert",
                     Notification.status.notin_(["pending", "skipped"]),
-                    Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+                    Alert.status.in_(_ACTIVE_STATUSES),
                 )
                 .order_by(Alert.status.desc(), Alert.raised_at.desc())
             )
@@ -749,12 +725,7 @@ class AlertService:
             alert.resolution_note = note
             alert.next_step_at = None
             alert.version += 1
-            await session.execute(
-                update(Notification)
-                .where(Notification.alert_id == alert_id, Notification.status == "pending")
-                .values(status="skipped", updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            await _skip_pending(session, alert_id, now)
         self.wake.set()
         return alert
 
@@ -766,7 +737,7 @@ class AlertService:
                 update(Alert)
                 .where(
                     Alert.id == alert_id,
-                    Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]),
+                    Alert.status.in_(_ACTIVE_STATUSES),
                 )
                 .values(
                     status=AlertStatus.CANCELLED.value,
@@ -780,12 +751,7 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
-            await session.execute(
-                update(Notification)
-                .where(Notification.alert_id == alert_id, Notification.status == "pending")
-                .values(status="skipped", updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            await _skip_pending(session, alert_id, now)
         self.wake.set()
         return True
 
@@ -797,10 +763,7 @@ class AlertService:
                         select(Alert).where(
                             Alert.person_id == person_id,
                             Alert.type.in_([t.value for t in types]),
-                            or_(
-                                Alert.status == AlertStatus.OPEN.value,
-                                and_(Alert.status == AlertStatus.ACKNOWLEDGED.value),
-                            ),
+                            Alert.status.in_(_ACTIVE_STATUSES),
                         )
                     )
                 ).scalars()
@@ -826,6 +789,21 @@ class AlertService:
             await asyncio.wait({sleeper, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
             for task in (sleeper, waker, stopper):
                 task.cancel()
+
+
+async def _skip_pending(
+    session: AsyncSession, alert_id: int, now: datetime, *, purpose: str | None = None
+) -> None:
+    """Messages of an alert not yet sent (of ``purpose``, or all) are no longer wanted."""
+    conditions = [Notification.alert_id == alert_id, Notification.status == "pending"]
+    if purpose is not None:
+        conditions.append(Notification.purpose == purpose)
+    await session.execute(
+        update(Notification)
+        .where(*conditions)
+        .values(status="skipped", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _new_code() -> str:

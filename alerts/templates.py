@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from alerts.types import ALERT_LABELS
+
 __all__ = [
     "ALERT_TEMPLATES",
     "ALERT_TYPE_LABELS",
@@ -229,15 +231,7 @@ ALERT_TEMPLATES: Mapping[str, str] = MappingProxyType(
 
 #: Alert type -> the short Chinese label used as ``what`` in ``taken``/``resolved``/``ack_confirm``.
 ALERT_TYPE_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "sos": "SOS求助",
-        "fall": "疑似跌倒",
-        "inactivity": "长时间无活动",
-        "door_open_night": "夜间门未关",
-        "device_offline": "设备离线",
-        "battery_low": "电池电量低",
-        "gateway_link": "网关断线",
-    }
+    {alert_type.value: label for alert_type, label in ALERT_LABELS.items()}
 )
 
 # A line break or tab inside a parameter (a copy-pasted register cell) would break the

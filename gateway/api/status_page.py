@@ -10,6 +10,7 @@ import html
 
 from sqlalchemy import func, select
 
+from alerts.templates import ALERT_TYPE_LABELS
 from gateway.api.deps import ApiContext
 from gateway.storage.models import Alert, Device, DeviceState, Person, Village
 
@@ -20,15 +21,6 @@ _STATUS_LABELS = {
     "acknowledged": "已接单",
     "resolved": "已处理",
     "cancelled": "已取消",
-}
-_TYPE_LABELS = {
-    "sos": "SOS求助",
-    "fall": "疑似跌倒",
-    "inactivity": "长时间无活动",
-    "door_open_night": "夜间门未关",
-    "device_offline": "设备离线",
-    "battery_low": "电量低",
-    "gateway_link": "网关断线",
 }
 
 
@@ -53,7 +45,7 @@ async def render_status_page(context: ApiContext) -> str:
         "<tr><td>{code}</td><td>{type}</td><td>{village}{name}</td><td>{time}</td>"
         "<td class='{status}'>{label}</td><td>{by}</td></tr>".format(
             code=html.escape(a.code),
-            type=_TYPE_LABELS.get(a.type, a.type),
+            type=ALERT_TYPE_LABELS.get(a.type, a.type),
             village=html.escape(village),
             name=html.escape(name),
             time=a.raised_at.astimezone(tz).strftime("%m-%d %H:%M:%S"),
