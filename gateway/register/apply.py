@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,13 @@ from gateway.storage.models import (
     Village,
 )
 
-__all__ = ["ProvisionReport", "apply_provisioning"]
+__all__ = [
+    "PERSON_FIELDS",
+    "ProvisionReport",
+    "apply_provisioning",
+    "audit_person",
+    "person_snapshot",
+]
 
 
 @dataclass
@@ -77,10 +84,50 @@ def _person_values(spec: PersonSpec, village_id: int, helper_id: int) -> dict[st
     }
 
 
-def _snapshot(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k != "rules_override"} | {
-        "rules_override": values.get("rules_override")
-    }
+#: The person columns the register (and its change history) is made of.
+PERSON_FIELDS = (
+    "name",
+    "gender",
+    "village_id",
+    "categories",
+    "care_level",
+    "helper_id",
+    "measures",
+    "phone",
+    "notes",
+    "address",
+    "guardian_name",
+    "guardian_phone",
+    "rules_override",
+)
+
+
+def person_snapshot(person: Person) -> dict[str, Any]:
+    """The register fields of ``person``, copied so later edits do not change the snapshot."""
+    return {field: copy.copy(getattr(person, field)) for field in PERSON_FIELDS}
+
+
+def audit_person(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    actor: str,
+    person_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any],
+) -> None:
+    """Keep a change of a person in the history (who, when, before/after)."""
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor,
+            action="create" if before is None else "update",
+            entity="person",
+            entity_id=str(person_id),
+            before=before,
+            after=after,
+        )
+    )
 
 
 async def apply_provisioning(
@@ -177,32 +224,16 @@ async def _apply_persons(
             person = Person(id_number=spec.id_number, created_at=now, updated_at=now, **values)
             session.add(person)
             await session.flush()
-            session.add(
-                AuditEntry(
-                    at=now,
-                    actor=actor,
-                    action="create",
-                    entity="person",
-                    entity_id=str(person.id),
-                    before=None,
-                    after=_snapshot(values),
-                )
+            audit_person(
+                session, now=now, actor=actor, person_id=person.id, before=None, after=values
             )
             report.note("persons", "created")
         else:
-            before = _person_values_of(person)
+            before = person_snapshot(person)
             if _assign(person, values):
                 person.updated_at = now
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor=actor,
-                        action="update",
-                        entity="person",
-                        entity_id=str(person.id),
-                        before=before,
-                        after=_snapshot(values),
-                    )
+                audit_person(
+                    session, now=now, actor=actor, person_id=person.id, before=before, after=values
                 )
                 report.note("persons", "updated")
             else:
@@ -226,24 +257,6 @@ async def _apply_persons(
                 report.note("devices", "created")
             else:
                 report.note("devices", "updated" if _assign(device, device_values) else "unchanged")
-
-
-def _person_values_of(person: Person) -> dict[str, Any]:
-    return {
-        "name": person.name,
-        "gender": person.gender,
-        "village_id": person.village_id,
-        "categories": list(person.categories),
-        "care_level": person.care_level,
-        "helper_id": person.helper_id,
-        "measures": person.measures,
-        "phone": person.phone,
-        "notes": person.notes,
-        "address": person.address,
-        "guardian_name": person.guardian_name,
-        "guardian_phone": person.guardian_phone,
-        "rules_override": dict(person.rules_override or {}),
-    }
 
 
 async def _apply_users(

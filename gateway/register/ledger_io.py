@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from gateway.register.apply import audit_person, person_snapshot
 from gateway.register.idnumber import describe_problem
 from gateway.register.ledger import (
     LedgerImportError,
@@ -49,16 +50,7 @@ async def build_sheet(db: Database, village_name: str, month: str | None) -> Led
         persons = (await session.execute(select(Person).order_by(Person.id))).scalars().all()
         rows: list[LedgerRow] = []
         for person in persons:
-            values: dict[str, Any] = {
-                "name": person.name,
-                "gender": person.gender,
-                "village_id": person.village_id,
-                "categories": person.categories,
-                "helper_id": person.helper_id,
-                "measures": person.measures,
-                "phone": person.phone,
-                "notes": person.notes,
-            }
+            values = person_snapshot(person)
             if month is not None:
                 snapshot = (
                     await session.execute(
@@ -175,16 +167,13 @@ async def import_ledger(db: Database, path: Path, *, village: str, dry_run: bool
                     )
                     session.add(person)
                     await session.flush()
-                    session.add(
-                        AuditEntry(
-                            at=now,
-                            actor="import",
-                            action="create",
-                            entity="person",
-                            entity_id=str(person.id),
-                            before=None,
-                            after=values,
-                        )
+                    audit_person(
+                        session,
+                        now=now,
+                        actor="import",
+                        person_id=person.id,
+                        before=None,
+                        after=values,
                     )
                 continue
             diff = {k: v for k, v in values.items() if getattr(person, k) != v}
@@ -196,16 +185,13 @@ async def import_ledger(db: Database, path: Path, *, village: str, dry_run: bool
                 for key, value in diff.items():
                     setattr(person, key, value)
                 person.updated_at = now
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor="import",
-                        action="update",
-                        entity="person",
-                        entity_id=str(person.id),
-                        before=before,
-                        after=diff,
-                    )
+                audit_person(
+                    session,
+                    now=now,
+                    actor="import",
+                    person_id=person.id,
+                    before=before,
+                    after=diff,
                 )
         if problems:
             await session.rollback()
