@@ -52,21 +52,27 @@ async def build_sheet(db: Database, village_name: str, month: str | None) -> Led
         for person in persons:
             values = person_snapshot(person)
             if month is not None:
-                snapshot = (
-                    await session.execute(
-                        select(AuditEntry.after)
-                        .where(
-                            AuditEntry.entity == "person",
-                            AuditEntry.entity_id == str(person.id),
-                            AuditEntry.at <= month_end(month),
+                history = (
+                    (
+                        await session.execute(
+                            select(AuditEntry.after)
+                            .where(
+                                AuditEntry.entity == "person",
+                                AuditEntry.entity_id == str(person.id),
+                                AuditEntry.at <= month_end(month),
+                            )
+                            .order_by(AuditEntry.at, AuditEntry.id)
                         )
-                        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
-                        .limit(1)
                     )
-                ).scalar_one_or_none()
-                if snapshot is None:
+                    .scalars()
+                    .all()
+                )
+                if not history:
                     continue  # not yet in the register that month
-                values.update({k: v for k, v in snapshot.items() if k in values})
+                # Replay every change up to the month's end: an update (e.g. from an import)
+                # records only the fields it changed.
+                for change in history:
+                    values.update({k: v for k, v in (change or {}).items() if k in values})
             if values["village_id"] != village.id:
                 continue
             helper = helpers.get(values["helper_id"]) if values["helper_id"] else None
