@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -26,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from alerts.notifiers import ConsoleNotifier
-from bench.common import median, mosquitto
+from bench.common import median
 from gateway.app import Gateway
 from gateway.config import load_settings
 from gateway.register.apply import apply_provisioning
@@ -34,6 +33,7 @@ from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from gateway.storage.models import Event
 from tests.helpers import register_yaml
+from tests.services import mosquitto, scratch_pg_database
 
 
 def _publish(port: int, topic: str, count: int) -> None:
@@ -106,27 +106,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite+aiosqlite:///{tmp}/bench.db"
                 results["sqlite"].append(asyncio.run(one_run(url, port, args.events)))
-            name = f"hwbench_{uuid.uuid4().hex[:8]}"
-            subprocess.run(
-                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"],
-                check=True,
-            )
-            try:
-                url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+            with scratch_pg_database("hwbench") as url:
                 results["postgresql"].append(asyncio.run(one_run(url, port, args.events)))
-            finally:
-                subprocess.run(
-                    [
-                        "psql",
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "postgres",
-                        "-qc",
-                        f"DROP DATABASE {name} WITH (FORCE)",
-                    ],
-                    check=True,
-                )
     for backend, rates in results.items():
         print(
             f"{backend}: median {median(rates):,.0f} events/s over {len(rates)} runs "

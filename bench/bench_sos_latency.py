@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -29,6 +28,7 @@ from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import register_yaml
+from tests.services import scratch_pg_database
 
 
 async def measure(database_url: str, presses: int) -> list[float]:
@@ -80,29 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presses", type=int, default=200)
     args = parser.parse_args()
-    name = f"hwlat_{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True
-    )
-    try:
-        runs = {
-            "postgresql": asyncio.run(
-                measure(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args.presses)
-            )
-        }
-    finally:
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-qc",
-                f"DROP DATABASE {name} WITH (FORCE)",
-            ],
-            check=True,
-        )
+    with scratch_pg_database("hwlat") as url:
+        runs = {"postgresql": asyncio.run(measure(url, args.presses))}
     with tempfile.TemporaryDirectory() as tmp:
         runs["sqlite"] = asyncio.run(measure(f"sqlite+aiosqlite:///{tmp}/lat.db", args.presses))
     for backend, values in runs.items():

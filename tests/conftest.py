@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -16,17 +14,9 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.storage.db import Database, migrate
+from tests.services import scratch_pg_database
 
 MQTT_URL = os.environ.get("HOMEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
-PG_ADMIN_URL = os.environ.get("HOMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
-
-
-def _pg_admin(sql: str) -> None:
-    subprocess.run(
-        ["psql", f"{PG_ADMIN_URL}/postgres", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture
@@ -51,12 +41,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, run_id: str) ->
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'homewatch.db'}"
         return
-    name = f"hwtest_{run_id}"
-    _pg_admin(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with scratch_pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -78,13 +64,6 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 def clock() -> ManualClock:
     # A Tuesday morning in the town (08:00 Asia/Shanghai).
     return ManualClock(datetime(2026, 3, 10, 0, 0, tzinfo=UTC))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def wait_until(predicate: object, within: float = 10.0, interval: float = 0.05) -> None:

@@ -25,9 +25,10 @@ from gateway.config import load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
-from tests.conftest import free_port, wait_until
+from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import register_yaml
+from tests.services import free_port
 
 pytestmark = pytest.mark.integration
 

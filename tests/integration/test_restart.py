@@ -18,35 +18,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import free_port
 from tests.helpers import register_yaml
+from tests.services import free_port, mosquitto
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-        "persistence false\n"
-    )
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2)
-        try:
-            client.connect("127.0.0.1", port)
-            client.disconnect()
-            break
-        except OSError:
-            time.sleep(0.1)
-    try:
+def broker() -> Iterator[int]:
+    with mosquitto() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _count_events(db_url: str) -> tuple[int, int]:
