@@ -10,7 +10,6 @@ import signal
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -182,7 +181,3 @@ async def run_gateway(settings: Settings, *, run_migrations: bool = True) -> Non
     install_stop_signals(stop)
     gateway = Gateway(settings, secret)
     await gateway.run(stop, run_migrations=run_migrations)
-
-
-def default_demo_dir() -> Path:
-    return Path.cwd() / "homewatch-demo"

@@ -7,7 +7,8 @@ import asyncio
 import getpass
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,10 +26,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-async def _open_db(settings: Settings) -> Database:
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
     """Every command that touches the database brings it to the latest migration first."""
     await migrate(settings.database_url)
-    return Database(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -73,11 +79,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def apply() -> list[str]:
-        db = await _open_db(settings)
-        try:
+        async with _database(settings) as db:
             report = await apply_provisioning(db, doc, datetime.now(UTC))
-        finally:
-            await db.dispose()
         return report.lines()
 
     for line in asyncio.run(apply()):
@@ -110,56 +113,52 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def add() -> int:
-        db = await _open_db(settings)
-        try:
-            async with db.session() as session, session.begin():
-                village_id = helper_id = None
-                if role is Role.VILLAGE_OFFICER:
-                    if not args.village:
-                        print("a village_officer needs --village", file=sys.stderr)
-                        return 2
-                    village = (
-                        await session.execute(select(Village).where(Village.name == args.village))
-                    ).scalar_one_or_none()
-                    if village is None:
-                        print(f"no village {args.village!r} in the register", file=sys.stderr)
-                        return 2
-                    village_id = village.id
-                if role is Role.HELPER:
-                    if not args.phone:
-                        print("a helper user needs --phone (the helper's phone)", file=sys.stderr)
-                        return 2
-                    phone = normalize_phone(args.phone)
-                    helper = (
-                        await session.execute(select(Helper).where(Helper.phone == phone))
-                    ).scalar_one_or_none()
-                    if helper is None:
-                        print(f"no helper with phone {phone}", file=sys.stderr)
-                        return 2
-                    helper_id = helper.id
-                existing = (
-                    await session.execute(select(User).where(User.username == args.username))
+        async with _database(settings) as db, db.session() as session, session.begin():
+            village_id = helper_id = None
+            if role is Role.VILLAGE_OFFICER:
+                if not args.village:
+                    print("a village_officer needs --village", file=sys.stderr)
+                    return 2
+                village = (
+                    await session.execute(select(Village).where(Village.name == args.village))
                 ).scalar_one_or_none()
-                if existing is not None:
-                    existing.password_hash = password_hash
-                    existing.role = role.value
-                    existing.village_id = village_id
-                    existing.helper_id = helper_id
-                    print(f"user {args.username} updated")
-                else:
-                    session.add(
-                        User(
-                            username=args.username,
-                            password_hash=password_hash,
-                            role=role.value,
-                            village_id=village_id,
-                            helper_id=helper_id,
-                            created_at=datetime.now(UTC),
-                        )
+                if village is None:
+                    print(f"no village {args.village!r} in the register", file=sys.stderr)
+                    return 2
+                village_id = village.id
+            if role is Role.HELPER:
+                if not args.phone:
+                    print("a helper user needs --phone (the helper's phone)", file=sys.stderr)
+                    return 2
+                phone = normalize_phone(args.phone)
+                helper = (
+                    await session.execute(select(Helper).where(Helper.phone == phone))
+                ).scalar_one_or_none()
+                if helper is None:
+                    print(f"no helper with phone {phone}", file=sys.stderr)
+                    return 2
+                helper_id = helper.id
+            existing = (
+                await session.execute(select(User).where(User.username == args.username))
+            ).scalar_one_or_none()
+            if existing is not None:
+                existing.password_hash = password_hash
+                existing.role = role.value
+                existing.village_id = village_id
+                existing.helper_id = helper_id
+                print(f"user {args.username} updated")
+            else:
+                session.add(
+                    User(
+                        username=args.username,
+                        password_hash=password_hash,
+                        role=role.value,
+                        village_id=village_id,
+                        helper_id=helper_id,
+                        created_at=datetime.now(UTC),
                     )
-                    print(f"user {args.username} created")
-        finally:
-            await db.dispose()
+                )
+                print(f"user {args.username} created")
         return 0
 
     return asyncio.run(add())
@@ -174,13 +173,10 @@ def cmd_register_export(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> int:
-        db = await _open_db(settings)
-        try:
+        async with _database(settings) as db:
             return await export_ledger(
                 db, village=args.village, month=args.month, output=Path(args.output)
             )
-        finally:
-            await db.dispose()
 
     return asyncio.run(run())
 
@@ -191,13 +187,10 @@ def cmd_register_import(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> int:
-        db = await _open_db(settings)
-        try:
+        async with _database(settings) as db:
             return await import_ledger(
                 db, Path(args.file), village=args.village, dry_run=args.dry_run
             )
-        finally:
-            await db.dispose()
 
     return asyncio.run(run())
 

@@ -16,20 +16,20 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.devices import is_ignorable, parse
-from gateway.events import MAX_PAYLOAD_BYTES, EventKind, PayloadError, SensorEvent
+from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.metrics import Metrics
 from gateway.registry import DeviceRegistry, Route
 from gateway.storage.db import Database
@@ -303,10 +303,6 @@ class EventStore:
                     delete(RejectedMessage).where(RejectedMessage.id <= threshold)
                 )
 
-    async def count_events(self) -> int:
-        async with self.db.session() as session:
-            return int((await session.execute(select(func.count(Event.id)))).scalar_one())
-
 
 EventsHandler = Callable[[Sequence[RoutedEvent]], Awaitable[None]]
 
@@ -347,7 +343,6 @@ class MqttIngest:
         self.store = EventStore(db, rejected_keep=settings.rejected_keep)
         self.registry_refresh = registry_refresh
         self.connected = False
-        self.disconnected_since: datetime | None = clock.now()
         self._client: aiomqtt.Client | None = None
         self._nonce = 0
         self._log = _RateLimitedLog()
@@ -369,8 +364,6 @@ class MqttIngest:
                 batch.unknown.append(_Unknown(topic, payload, received_at))
             return
         try:
-            if len(payload) > MAX_PAYLOAD_BYTES:
-                raise PayloadError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
             events = parse(
                 route.spec, route.role, payload, retained=message.retain, received_at=received_at
             )
@@ -492,10 +485,6 @@ class MqttIngest:
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
         self.metrics.mqtt_connected.set(1 if connected else 0)
-        if connected:
-            self.disconnected_since = None
-        elif self.disconnected_since is None:
-            self.disconnected_since = self.clock.now()
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         queue: asyncio.Queue[aiomqtt.Message | None] = asyncio.Queue()
@@ -595,8 +584,3 @@ class MqttIngest:
                 log.exception("could not store a batch of %d messages; retrying", len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-
-    def disconnected_for(self) -> timedelta:
-        if self.disconnected_since is None:
-            return timedelta(0)
-        return self.clock.now() - self.disconnected_since

@@ -29,17 +29,13 @@ class DeviceRegistry:
 
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
-        self._specs: list[DeviceSpec] = []
+        self._rows: list[tuple[DeviceSpec, int, int]] = []
 
     def lookup(self, topic: str) -> Route | None:
         return self._routes.get(topic)
 
-    @property
-    def specs(self) -> list[DeviceSpec]:
-        return list(self._specs)
-
     def filters(self) -> list[str]:
-        return list(subscription_filters(self._specs))
+        return list(subscription_filters(spec for spec, _, _ in self._rows))
 
     def replace(self, rows: list[tuple[DeviceSpec, int, int]]) -> None:
         routes: dict[str, Route] = {}
@@ -47,7 +43,7 @@ class DeviceRegistry:
             for topic, role in device_topics(spec).items():
                 routes[topic] = Route(spec, role, device_id, person_id)
         self._routes = routes
-        self._specs = [spec for spec, _, _ in rows]
+        self._rows = rows
 
     async def load(self, db: Database) -> bool:
         """Reload from the database; True when anything changed."""
@@ -67,7 +63,6 @@ class DeviceRegistry:
                 )
                 for d in devices
             ]
-        before = {(r.spec, r.device_id, r.person_id) for r in self._routes.values()}
+        changed = rows != self._rows
         self.replace(rows)
-        after = {(r.spec, r.device_id, r.person_id) for r in self._routes.values()}
-        return before != after
+        return changed

@@ -18,7 +18,7 @@ from gateway.metrics import Metrics
 from gateway.register.vocabulary import Role
 from gateway.security import TokenError, decode_token
 from gateway.storage.db import Database
-from gateway.storage.models import Helper, Person, User
+from gateway.storage.models import Person, User
 
 __all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep"]
 
@@ -50,6 +50,14 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role is Role.TOWN_ADMIN
+
+    def scope(self) -> dict[str, int]:
+        """Query filters for what this user may see (-1 matches nothing)."""
+        if self.role is Role.VILLAGE_OFFICER:
+            return {"village_id": self.village_id if self.village_id is not None else -1}
+        if self.role is Role.HELPER:
+            return {"helper_id": self.helper_id if self.helper_id is not None else -1}
+        return {}
 
     def can_see_person(self, person: Person) -> bool:
         if self.role is Role.TOWN_ADMIN:
@@ -92,14 +100,7 @@ async def get_current_user(
     ).scalar_one_or_none()
     if user is None:
         raise unauthorized
-    helper_id = user.helper_id
-    if user.role == Role.HELPER.value and helper_id is None:
-        helper_id = -1
-    if helper_id is not None and helper_id > 0:
-        helper = await session.get(Helper, helper_id)
-        if helper is None:
-            helper_id = -1
-    return Principal(user.username, Role(user.role), user.village_id, helper_id)
+    return Principal(user.username, Role(user.role), user.village_id, user.helper_id)
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

@@ -8,7 +8,6 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from alerts.types import AlertStatus
 from gateway.api.deps import Ctx, CurrentUser, SessionDep
-from gateway.api.routes_core import _scope
 from gateway.api.schemas import AlertDetailOut, AlertOut, NotificationOut, ResolveIn
 from gateway.storage import queries
 
@@ -28,7 +27,7 @@ async def list_alerts(
         session,
         status=status_filter.value if status_filter else None,
         limit=limit,
-        **_scope(user),
+        **user.scope(),
     )
     return [AlertOut.of(a) for a in rows]
 

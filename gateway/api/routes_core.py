@@ -39,30 +39,15 @@ async def login(
     return Token(access_token=issue_token(context.secret_key, user.username, context.clock.now()))
 
 
-def _scope(user: CurrentUser) -> dict[str, int | None]:
-    if user.role is Role.VILLAGE_OFFICER:
-        return {"village_id": user.village_id if user.village_id is not None else -1}
-    if user.role is Role.HELPER:
-        return {"helper_id": user.helper_id if user.helper_id is not None else -1}
-    return {}
-
-
 @api.get("/persons", response_model=list[PersonOut], tags=["register"])
 async def persons(user: CurrentUser, session: SessionDep) -> list[PersonOut]:
-    rows = await queries.list_persons(session, **_scope(user))
+    rows = await queries.list_persons(session, **user.scope())
     return [PersonOut.of(p, mask_id=user.role is Role.HELPER) for p in rows]
 
 
 @api.get("/devices", response_model=list[DeviceOut], tags=["devices"])
 async def devices(user: CurrentUser, session: SessionDep) -> list[DeviceOut]:
-    rows = await queries.list_persons(session, **_scope(user))
-    out: list[DeviceOut] = []
-    for person in rows:
-        for device in person.devices:
-            found = await queries.device_by_uid(session, device.uid)
-            if found is not None:
-                out.append(DeviceOut.of(found))
-    return out
+    return [DeviceOut.of(d) for d in await queries.list_devices(session, **user.scope())]
 
 
 @api.get("/devices/{uid}", response_model=DeviceOut, tags=["devices"])
@@ -85,7 +70,7 @@ async def events(
     if since is not None and since.tzinfo is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since must carry a UTC offset")
     total, rows = await queries.list_events(
-        session, device=device, since=since, limit=limit, offset=offset, **_scope(user)
+        session, device=device, since=since, limit=limit, offset=offset, **user.scope()
     )
     return EventPage(total=total, items=[EventOut.of(e) for e in rows])
 

@@ -14,17 +14,16 @@ from gateway.storage.models import (
     Alert,
     Device,
     Event,
-    Helper,
     Person,
     RejectedMessage,
     UnknownDevice,
-    Village,
 )
 
 __all__ = [
     "alert_with_notifications",
     "device_by_uid",
     "list_alerts",
+    "list_devices",
     "list_events",
     "list_persons",
     "list_rejected",
@@ -66,6 +65,15 @@ async def device_by_uid(session: AsyncSession, uid: str) -> Device | None:
             .where(Device.uid == uid)
         )
     ).scalar_one_or_none()
+
+
+async def list_devices(
+    session: AsyncSession, *, village_id: int | None = None, helper_id: int | None = None
+) -> Sequence[Device]:
+    query = select(Device).options(selectinload(Device.state)).order_by(Device.id)
+    if village_id is not None or helper_id is not None:
+        query = query.where(Device.person_id.in_(_visible_persons(village_id, helper_id)))
+    return (await session.execute(query)).scalars().all()
 
 
 async def list_events(
@@ -154,22 +162,3 @@ async def alert_with_notifications(session: AsyncSession, alert_id: int) -> Aler
             .where(Alert.id == alert_id)
         )
     ).scalar_one_or_none()
-
-
-async def list_helpers(session: AsyncSession, village_id: int | None) -> Sequence[Helper]:
-    query = select(Helper).options(selectinload(Helper.village)).order_by(Helper.id)
-    if village_id is not None:
-        query = query.where(Helper.village_id == village_id)
-    return (await session.execute(query)).scalars().all()
-
-
-async def list_villages(session: AsyncSession) -> Sequence[Village]:
-    return (
-        (
-            await session.execute(
-                select(Village).options(selectinload(Village.team)).order_by(Village.id)
-            )
-        )
-        .scalars()
-        .all()
-    )

@@ -315,6 +315,10 @@ async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helper
         masked = (await client.get(f"{base}/persons", headers=helper)).json()[0]["id_number"]
         assert "*" not in full and masked != full and masked.count("*") == 10
         assert (await client.get(f"{base}/unknown-devices", headers=helper)).status_code == 403
+        mine = (await client.get(f"{base}/devices", headers=helper)).json()
+        assert {d["uid"] for d in mine} == {f"{p}-p0-{k}" for k in ("sos", "pir", "zsos", "door")}
+        listed = {d["uid"]: d for d in (await client.get(f"{base}/devices", headers=admin)).json()}
+        assert listed[f"{p}-p0-pir"]["battery"] == 77
         metrics = (await client.get(f"{live.public_url}/metrics")).text
         assert 'homewatch_events_total{result="accepted"}' in metrics
         assert 'homewatch_events_total{result="unknown_device"}' in metrics
