@@ -244,7 +244,7 @@ class AlertService:
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             recipients = await self._recipients(session, alert.person, step.notify)
-            if not recipients:
+            if not recipients and not is_last:
                 log.error(
                     "alert %s step %d (%s): nobody to notify; escalating on",
                     alert.code,
@@ -257,6 +257,10 @@ class AlertService:
                     .values(next_step_at=now)
                     .execution_options(synchronize_session=False)
                 )
+            elif not recipients:
+                # Nobody further to escalate to: wait the step's time as if it had been sent,
+                # rather than re-claiming it on every pass.
+                log.error("alert %s last step (%s): nobody to notify", alert.code, step.notify)
             params = await self._alert_params(session, alert)
             template = self._alert_template(alert, step)
             for recipient in recipients:

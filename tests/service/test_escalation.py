@@ -231,3 +231,35 @@ async def test_failed_call_status_falls_back_to_sms_when_the_sms_failed_too(
     calls = notifier.to(HELPER, "voice")
     assert len(calls) == 3
     assert len(notifier.to(HELPER, "sms")) == 1, "after the calls failed, the SMS is tried again"
+
+
+async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import delete
+
+    from gateway.config import EscalationStep
+    from gateway.storage.models import TeamMember
+
+    person_id = await _register(db, clock, monkeypatch)
+    async with db.session() as session, session.begin():
+        await session.execute(delete(TeamMember))
+    service = _service(db, clock, RecordingNotifier())
+    service.escalation = EscalationConfig(
+        emergency=(
+            EscalationStep(notify="helper", channels=("sms",), wait=timedelta(minutes=1)),
+            EscalationStep(
+                notify="village_team", channels=("sms",), wait=timedelta(minutes=5), repeat=True
+            ),
+        )
+    )
+    alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await service.tick()
+    clock.advance(timedelta(minutes=1))
+    assert await service.run_due() == 1
+    assert await service.run_due() == 0, "an empty last step must not be re-claimed at once"
+    clock.advance(timedelta(minutes=5))
+    assert await service.run_due() == 1
+    async with db.session() as session:
+        stored = await session.get(Alert, alert.id)
+    assert stored is not None and stored.step_round == 1
