@@ -18,6 +18,7 @@ from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from gateway.config import parse_duration as config_duration
 from gateway.events import MAX_PAYLOAD_BYTES, EventKind
 from gateway.register.vocabulary import Protocol
 from simulator.household import Household, SimDevice
@@ -193,33 +194,15 @@ class ScenarioRequest:
 
 # --- Parsing --------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
-_ISO_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
-    r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def parse_duration(text: str) -> timedelta:
-    """``90s``, ``5m``, ``4h``, ``2d``, ``1w``, plain seconds or ISO 8601 ``PT4H``.
-
-    The same spellings as the gateway's configuration (SPEC §2); the simulator keeps its
-    own copy because it may not import the gateway's configuration.
-    """
-    match = _DURATION.match(text)
-    if match:
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"])
-    iso = _ISO_DURATION.match(text.strip().upper())
-    if iso and any(iso.groupdict().values()):
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        return timedelta(
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
-    raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 5m, 4h, 2d or PT4H)")
+    """``90s``, ``5m``, ``4h``, ``2d``, ``1w``, ISO 8601 ``PT4H`` (the gateway's own
+    spellings, SPEC §2) or, on the command line, plain seconds."""
+    stripped = text.strip()
+    try:
+        return config_duration(float(stripped))
+    except ValueError:
+        return config_duration(stripped)
 
 
 def parse_scenario(text: str) -> ScenarioRequest:
