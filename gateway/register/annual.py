@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.workbook import Workbook
-from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.worksheet import Worksheet
 
+from gateway.register.ledger import set_up_print
 from gateway.register.vocabulary import (
     CATEGORY_LABELS,
     SERVICE_LABELS,
@@ -385,17 +385,7 @@ def _table(
         wrap=True,
     )
 
-    ws.freeze_panes = ws.cell(row=_HEADER_ROW + 1, column=1)
-    ws.print_title_rows = f"{_HEADER_ROW}:{_HEADER_ROW}"
-    ws.print_area = f"A1:{get_column_letter(last_col)}{note_row}"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.print_options.horizontalCentered = True
-    ws.page_margins = PageMargins(left=0.5, right=0.5, top=0.6, bottom=0.6, header=0.3, footer=0.3)
-    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+    set_up_print(ws, header_row=_HEADER_ROW, last_row=note_row, last_col=last_col, side_margin=0.5)
 
 
 def _line(

@@ -49,6 +49,7 @@ __all__ = [
     "RowError",
     "build_workbook",
     "read_workbook",
+    "set_up_print",
     "write_workbook",
 ]
 
@@ -219,7 +220,7 @@ def _fill_sheet(ws: Worksheet, sheet: LedgerSheet) -> None:
     _merged_line(ws, row, FOOTNOTE, _BODY_FONT, "left", height=22)
     row += 2  # a blank line gives room to sign above the signature line
     _merged_line(ws, row, SIGNATURE_LINE, _SUBTITLE_FONT, "left", height=26)
-    _set_up_page(ws, header_row, row)
+    set_up_print(ws, header_row=header_row, last_row=row, last_col=len(COLUMNS), side_margin=0.4)
 
 
 def _write_header(ws: Worksheet, row: int) -> None:
@@ -263,19 +264,24 @@ def _write_person(ws: Worksheet, row: int, number: int, person: LedgerRow) -> No
     ws.row_dimensions[row].height = _row_height(values)
 
 
-def _set_up_page(ws: Worksheet, header_row: int, last_row: int) -> None:
+def set_up_print(
+    ws: Worksheet, *, header_row: int, last_row: int, last_col: int, side_margin: float
+) -> None:
+    """A4 landscape, all columns on the page width, the header row on every page."""
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
     # The header row repeats at the top of every printed page.
     ws.print_title_rows = f"{header_row}:{header_row}"
-    ws.print_area = f"A1:{get_column_letter(len(COLUMNS))}{last_row}"
+    ws.print_area = f"A1:{get_column_letter(last_col)}{last_row}"
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    # Fit all nine columns on the page width; let the rows run onto as many pages as needed.
+    # Fit all columns on the page width; let the rows run onto as many pages as needed.
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0
     ws.print_options.horizontalCentered = True
-    ws.page_margins = PageMargins(left=0.4, right=0.4, top=0.6, bottom=0.6, header=0.3, footer=0.3)
+    ws.page_margins = PageMargins(
+        left=side_margin, right=side_margin, top=0.6, bottom=0.6, header=0.3, footer=0.3
+    )
     ws.oddFooter.center.text = "第 &P 页，共 &N 页"
 
 
