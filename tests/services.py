@@ -4,19 +4,28 @@ database, a free port. One place, so tests and bench/ start them the same way.""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-__all__ = ["PG_ADMIN_URL", "free_port", "mosquitto", "scratch_pg_database"]
+__all__ = [
+    "PG_ADMIN_URL",
+    "GatewayProcess",
+    "free_port",
+    "mosquitto",
+    "scratch_pg_database",
+    "wait_for",
+]
 
 PG_ADMIN_URL = os.environ.get("HOMEWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -73,3 +82,62 @@ def scratch_pg_database(prefix: str = "hwtest") -> Iterator[str]:
         yield f"{PG_ADMIN_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     finally:
         _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def wait_for(predicate: Callable[[], object], within: float, what: str) -> None:
+    """Poll ``predicate`` (blocking) until it is true; fail naming ``what``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class GatewayProcess:
+    """The real ``homewatch`` command in a child process, for crash and restart tests."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def provision(self, register: Path) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "provision", str(register)],
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        """Start ``homewatch run`` and wait until it has subscribed."""
+        already = self.log.read_bytes().count(b"subscribed") if self.log.exists() else 0
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            lambda: self.log.read_bytes().count(b"subscribed") > already,
+            30,
+            f"the gateway to subscribe; log:\n{self.log.read_text(errors='replace')}",
+        )
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (kill after 20 s); returns the exit code."""
+        if self.process is None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        return self.process.returncode

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,7 +25,7 @@ from gateway.storage.db import migrate
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import register_yaml
-from tests.services import free_port
+from tests.services import GatewayProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -234,34 +231,15 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
     }
     register = tmp_path / "register.yaml"
     register.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "provision", str(register)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    log = tmp_path / "gw.log"
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run"],
-            env=env,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    gateway = start()
+    gateway = GatewayProcess(env, tmp_path / "gw.log")
+    gateway.provision(register)
+    gateway.start()
     try:
-        deadline = time.monotonic() + 30
-        while b"subscribed" not in log.read_bytes():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         asyncio.run(_press_sos(prefix, "k-1"))
         twilio.wait_for(lambda: len(twilio.messages) == 1, 10)
-        gateway.send_signal(signal.SIGKILL)
-        gateway.wait(10)
+        gateway.kill9()
         time.sleep(1.0)
-        gateway = start()
+        gateway.start()
         twilio.wait_for(lambda: len(twilio.messages) >= 3, 30)
         time.sleep(2.0)
         recipients = [m["To"] for m in twilio.messages]
@@ -269,11 +247,7 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
         assert sorted(recipients[1:3]) == sorted(TEAM)
         assert len(recipients) == 3, "the duty line waits its turn"
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(20)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        gateway.stop()
 
 
 async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helpers(

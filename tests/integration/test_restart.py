@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.helpers import register_yaml
-from tests.services import free_port, mosquitto
+from tests.services import GatewayProcess, free_port, mosquitto, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,24 +59,6 @@ def _publish(port: int, topic: str, start: int, count: int) -> None:
     client.disconnect()
 
 
-def _start_gateway(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "run"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_kill_9_mid_drain_and_publish_while_down_loses_and_duplicates_nothing(
     broker: int, tmp_path: Path, run_id: str, database_url: str
 ) -> None:
@@ -93,36 +74,25 @@ def test_kill_9_mid_drain_and_publish_while_down_loses_and_duplicates_nothing(
     }
     provisioning = tmp_path / "register.yaml"
     provisioning.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
-    subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "provision", str(provisioning)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    gateway = GatewayProcess(env, tmp_path / "gateway.log")
+    gateway.provision(provisioning)
     topic = f"{prefix}/homewatch/{prefix}-p0-pir/event"
-    log = tmp_path / "gateway.log"
-    gateway = _start_gateway(env, log)
+    gateway.start()
     try:
-        _wait(lambda: b"subscribed" in log.read_bytes(), 30, "the gateway to subscribe")
         publisher = threading.Thread(target=_publish, args=(broker, topic, 0, 15000))
         publisher.start()
-        _wait(lambda: _count_events(database_url)[0] >= 1000, 60, "the drain to start")
-        gateway.send_signal(signal.SIGKILL)
-        gateway.wait(10)
+        wait_for(lambda: _count_events(database_url)[0] >= 1000, 60, "the drain to start")
+        gateway.kill9()
         stored_at_kill = _count_events(database_url)[0]
         publisher.join(60)
         assert stored_at_kill < 15000, "killed too late to prove anything; publish more"
         _publish(broker, topic, 15000, 3000)  # while the gateway is down
         assert _count_events(database_url)[0] == stored_at_kill
-        gateway = _start_gateway(env, log)
-        _wait(lambda: _count_events(database_url)[0] >= 18000, 120, "all 18000 events")
+        gateway.start()
+        wait_for(lambda: _count_events(database_url)[0] >= 18000, 120, "all 18000 events")
         time.sleep(1.0)  # anything more arriving would be a duplicate
         total, distinct = _count_events(database_url)
         assert (total, distinct) == (18000, 18000), f"stored at kill: {stored_at_kill}"
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(20)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-    assert gateway.returncode in (0, -signal.SIGTERM)
+        returncode = gateway.stop()
+    assert returncode in (0, -signal.SIGTERM)
