@@ -14,6 +14,7 @@ import hashlib
 import logging
 import ssl
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,8 @@ RECEIVE_MAXIMUM = 2000
 #: A persistent session outlives a gateway restart or an upgrade by this long.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 _LOG_EVERY_SECONDS = 60.0
+#: Payload ids up to this length are kept verbatim in the 100-character dedup key.
+_MAX_PLAIN_ID = 90
 _DEVICE_STATE = cast(Table, DeviceState.__table__)
 _PERSONS = cast(Table, Person.__table__)
 
@@ -104,7 +107,7 @@ class Stored:
     duplicates: int
 
 
-def dedup_base(payload_id: str | None, topic: str, payload: bytes, nonce: str) -> str:
+def dedup_base(payload_id: str | None) -> str:
     """The per-message part of an event's dedup key.
 
     A payload ``id`` makes repeats and QoS 1 redeliveries no-ops. Without one, identical
@@ -112,10 +115,13 @@ def dedup_base(payload_id: str | None, topic: str, payload: bytes, nonce: str) -
     such a message redelivered after a crash between commit and ack is stored twice, which
     is harmless (a motion twice; a second SOS press joins the open alert).
     """
-    if payload_id is not None:
-        return "i:" + payload_id[:80]
-    digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=8).hexdigest()
-    return f"r:{nonce}:{digest}"
+    if payload_id is None:
+        return "r:" + uuid.uuid4().hex
+    if len(payload_id) <= _MAX_PLAIN_ID:
+        return "i:" + payload_id
+    # The key column is 100 characters; a long id is hashed, never cut (two ids sharing a
+    # prefix must stay two events).
+    return "h:" + hashlib.blake2b(payload_id.encode(), digest_size=20).hexdigest()
 
 
 class EventStore:
@@ -344,7 +350,6 @@ class MqttIngest:
         self.registry_refresh = registry_refresh
         self.connected = False
         self._client: aiomqtt.Client | None = None
-        self._nonce = 0
         self._log = _RateLimitedLog()
         self._subscribed: set[str] = set()
         self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{settings.mqtt_client_id}/status"
@@ -385,12 +390,8 @@ class MqttIngest:
             return
         if not events:
             return
-        self._nonce += 1
         payload_id = next((e.event_id for e in events if e.event_id), None)
-        base = dedup_base(
-            payload_id, topic, payload, f"{received_at.timestamp():.6f}.{self._nonce}"
-        )
-        batch.accepted.append(_Accepted(route, events, base))
+        batch.accepted.append(_Accepted(route, events, dedup_base(payload_id)))
         if any(e.kind.is_emergency and not e.retained for e in events):
             batch.urgent = True
 
