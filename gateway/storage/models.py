@@ -26,13 +26,16 @@ from gateway.storage.types import UTCDateTime
 __all__ = [
     "Alert",
     "AuditEntry",
+    "AwayPeriod",
     "Base",
     "Device",
     "DeviceState",
+    "EmergencyMode",
     "Event",
     "Helper",
     "Notification",
     "Person",
+    "RegisterSnapshot",
     "RejectedMessage",
     "TeamMember",
     "Town",
@@ -125,6 +128,10 @@ class Person(Base):
     address: Mapped[str] = mapped_column(String(200), default="")
     guardian_name: Mapped[str | None] = mapped_column(String(100))
     guardian_phone: Mapped[str | None] = mapped_column(String(20))
+    # The notice's health record: 健康状况 / 生活方式 / 体检情况.
+    health_status: Mapped[str] = mapped_column(Text, default="", server_default="")
+    lifestyle: Mapped[str] = mapped_column(Text, default="", server_default="")
+    medical_checkup: Mapped[str] = mapped_column(Text, default="", server_default="")
     rules_override: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_activity_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -162,6 +169,8 @@ class DeviceState(Base):
     link_quality: Mapped[int | None]
     door_open: Mapped[bool | None] = mapped_column(Boolean)
     door_changed_at: Mapped[datetime | None]
+    #: Start of an unbroken run of "occupied" reports; a run of many hours means a stuck sensor.
+    motion_since: Mapped[datetime | None]
     device: Mapped[Device] = relationship(back_populates="state")
 
 
@@ -335,3 +344,45 @@ class AuditEntry(Base):
     entity_id: Mapped[str] = mapped_column(String(100))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AwayPeriod(Base):
+    """The resident is away (住女儿家, hospital): inactivity is not watched meanwhile."""
+
+    __tablename__ = "away_periods"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+
+class EmergencyMode(Base):
+    """A town-wide emergency period (突发公共事件或重大灾害); open while ``ended_at`` is null."""
+
+    __tablename__ = "emergency_modes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    #: Inactivity quiet periods are multiplied by this (0.5 halves them).
+    inactivity_factor: Mapped[float]
+    #: Required visits are multiplied by this (and rounded up).
+    visit_factor: Mapped[float]
+    started_at: Mapped[datetime]
+    started_by: Mapped[str] = mapped_column(String(100))
+    ended_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class RegisterSnapshot(Base):
+    """The register of one village as it stood at the end of a month (每月动态调整)."""
+
+    __tablename__ = "register_snapshots"
+    __table_args__ = (UniqueConstraint("village_id", "month"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
+    month: Mapped[str] = mapped_column(String(7))
+    taken_at: Mapped[datetime]
+    persons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
