@@ -319,7 +319,7 @@ class AlertService:
             "name": person.name,
             "village": village_name,
             "address": person.address or village_name,
-            "time": local.strftime("%H:%M"),
+            "time": alert.detail.get("time", local.strftime("%H:%M")),
             "date": local.strftime("%m月%d日"),
             "phone": national_phone(person.phone),
             "code": alert.code,
@@ -329,6 +329,7 @@ class AlertService:
             "device": alert.detail.get("device_label", alert.device_uid or "设备"),
             "battery": alert.detail.get("battery", ""),
             "gateway": alert.detail.get("gateway", ""),
+            "fault": alert.detail.get("fault_label", ""),
         }
 
     def _notification(
@@ -756,6 +757,29 @@ class AlertService:
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             await _skip_pending(session, alert_id, now)
+        self.wake.set()
+        return True
+
+    async def notify_town_duty(self, template: str, params: dict[str, str]) -> bool:
+        """An SMS straight to the town duty line, outside any alert (the system itself is
+        failing, e.g. the broker is unreachable). False when no duty line is registered."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            town = (await session.execute(select(Town).limit(1))).scalar_one_or_none()
+            if town is None:
+                log.error("no town duty line registered: cannot send %s", template)
+                return False
+            session.add(
+                self._notification(
+                    alert_id=None,
+                    purpose="system",
+                    template=template,
+                    recipient=Recipient("town_duty", town.duty_name, town.duty_phone),
+                    channel="sms",
+                    params=params,
+                    now=now,
+                )
+            )
         self.wake.set()
         return True
 

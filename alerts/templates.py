@@ -171,12 +171,24 @@ _ALL: tuple[Template, ...] = (
         "{village}{name}家的设备电量不足，请尽快上门更换电池。",
     ),
     _alert(
+        "sensor_fault",
+        "A sensor misbehaves (``fault`` e.g. 门磁频繁开合); to helper.",
+        "设备提醒：{village}{name}家的{device}工作异常（{fault}），暂时不能用来判断老人是否"
+        "有活动。请方便时上门检查。",
+        "设备提醒。{village}{name}家的{device}工作异常。",
+        "{village}{name}家的设备工作异常，请方便时上门检查。",
+    ),
+    # Sent straight to the duty line, outside any alert: there is nothing to reply to.
+    Template(
         "gateway_link",
-        "The gateway lost its MQTT broker (``gateway`` = client id); to the town duty line.",
-        "系统故障：看家网关{gateway}自{since}起与消息服务器断开，各户的求助和跌倒报警"
+        "The gateway lost its MQTT broker (``gateway`` = client id, ``since`` HH:MM); to duty.",
+        sms="系统故障：看家网关{gateway}自{since}起与消息服务器断开，各户的求助和跌倒报警"
         "可能无法送达。请尽快通知技术人员检查。",
-        "系统故障。智慧看家网关与消息服务器断开了，各户报警可能无法送达。",
-        "网关断开，请尽快通知技术人员检查。",
+    ),
+    Template(
+        "gateway_link_restored",
+        "The gateway has its broker back (``gateway``, ``since`` = back at HH:MM); to duty.",
+        sms="系统恢复：看家网关{gateway}已于{since}重新连上消息服务器，报警恢复正常。",
     ),
     Template(
         "taken",
@@ -225,7 +237,9 @@ ALERT_TEMPLATES: Mapping[str, str] = MappingProxyType(
         "door_open_night": "door_open_night_alert",
         "device_offline": "device_fault",
         "battery_low": "battery_low",
-        "gateway_link": "gateway_link",
+        "sensor_fault": "sensor_fault",
+        # gateway_link is no per-person alert: the duty line gets the "gateway_link"
+        # message directly (AlertService.notify_town_duty).
     }
 )
 

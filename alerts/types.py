@@ -23,6 +23,8 @@ class AlertType(StrEnum):
     DEVICE_OFFLINE = "device_offline"
     BATTERY_LOW = "battery_low"
     GATEWAY_LINK = "gateway_link"
+    #: A door flapping or a motion sensor stuck "occupied" (extension of SPEC §6).
+    SENSOR_FAULT = "sensor_fault"
 
     @property
     def group(self) -> AlertGroup:
@@ -41,6 +43,7 @@ ALERT_LABELS: dict[AlertType, str] = {
     AlertType.DEVICE_OFFLINE: "设备离线",
     AlertType.BATTERY_LOW: "电池电量低",
     AlertType.GATEWAY_LINK: "网关断线",
+    AlertType.SENSOR_FAULT: "传感器异常",
 }
 
 

@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import uvicorn
 from fastapi import FastAPI
@@ -27,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.registry import DeviceRegistry
 from gateway.rules import EmergencyRule
 from gateway.storage.db import Database, migrate
+from gateway.watch import QuietHomeWatcher
 
 __all__ = ["Gateway", "build_notifier", "run_gateway"]
 
@@ -69,6 +71,8 @@ class Gateway:
     notifier: Notifier | None = None
 
     def __post_init__(self) -> None:
+        self._link_down_since: datetime | None = None
+        self._link_reported = False
         self.db = Database(self.settings.database_url)
         self.metrics = Metrics()
         self.registry = DeviceRegistry()
@@ -88,6 +92,7 @@ class Gateway:
             ).inc(),
         )
         self.emergency = EmergencyRule()
+        self.watch = QuietHomeWatcher(self.settings, self.db, self.alerts, self.clock)
         self.ingest = MqttIngest(
             self.settings,
             self.db,
@@ -95,6 +100,7 @@ class Gateway:
             self.clock,
             self.metrics,
             on_events=self.on_events,
+            activity_judge=self.watch.judge,
         )
         self.api: FastAPI = create_app(
             ApiContext(
@@ -116,11 +122,50 @@ class Gateway:
                 await self.alerts.raise_alert(trigger)
             if routed.event.kind is EventKind.CHECK_IN and not routed.event.retained:
                 await self._cancel_wellbeing(routed.person_id)
+        await self.watch.after_events(events)
 
     async def _cancel_wellbeing(self, person_id: int) -> None:
         wellbeing = [t for t in AlertType if t.group is AlertGroup.WELLBEING]
         for alert in await self.alerts.open_alerts(person_id, wellbeing):
             await self.alerts.cancel(alert.id, by="resident", reason="check_in")
+
+    async def check_broker_link(self) -> None:
+        """The duty line hears directly when the MQTT path is down: SMS goes by the
+        notifier, which does not need the broker."""
+        now = self.clock.now()
+        gateway = self.settings.mqtt_client_id
+        if self.ingest.connected:
+            if self._link_reported:
+                since = now.astimezone(self.settings.tz).strftime("%H:%M")
+                await self.alerts.notify_town_duty(
+                    "gateway_link_restored", {"gateway": gateway, "since": since}
+                )
+            self._link_down_since = None
+            self._link_reported = False
+            return
+        if self._link_down_since is None:
+            self._link_down_since = now
+        if (
+            not self._link_reported
+            and now - self._link_down_since >= self.settings.rules.gateway_link
+        ):
+            since = self._link_down_since.astimezone(self.settings.tz).strftime("%H:%M")
+            log.error("broker unreachable since %s: telling the town duty line", since)
+            self._link_reported = await self.alerts.notify_town_duty(
+                "gateway_link", {"gateway": gateway, "since": since}
+            )
+
+    async def watch_broker_link(self, stop: asyncio.Event, *, poll_seconds: float = 5.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.check_broker_link()
+            except Exception:
+                log.exception("broker link check failed")
+            sleeper = asyncio.ensure_future(self.clock.sleep(poll_seconds))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            sleeper.cancel()
+            stopper.cancel()
 
     async def run(
         self,
@@ -132,9 +177,13 @@ class Gateway:
     ) -> None:
         if run_migrations:
             await migrate(self.settings.database_url)
+        # Per-person rules must be known before the first report is judged.
+        await self.watch.refresh()
         tasks = [
             asyncio.create_task(self.ingest.run(stop), name="ingest"),
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
+            asyncio.create_task(self.watch.run(stop), name="quiet-home"),
+            asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),
         ]
         server: _Server | None = None
         if serve_api:

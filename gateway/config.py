@@ -117,12 +117,44 @@ class DoorOpenNightRule(_Strict):
     open_for: Duration = timedelta(minutes=15)
 
 
+class FlappingRule(_Strict):
+    """A door that changes state this often is broken (a loose magnet), not a person."""
+
+    changes: int = Field(default=20, ge=3)
+    within: Duration = timedelta(minutes=1)
+    #: Counted as healthy again after this long without a flap.
+    calm: Duration = timedelta(minutes=10)
+
+
+class EmergencyModeFactors(_Strict):
+    """Defaults for the town-wide emergency mode (突发公共事件或重大灾害)."""
+
+    inactivity: float = Field(default=0.5, gt=0, le=1)
+    visits: float = Field(default=2.0, ge=1, le=10)
+
+
 class RulesConfig(_Strict):
     inactivity: InactivityRule = InactivityRule()
     door_open_night: DoorOpenNightRule = DoorOpenNightRule()
     device_silence: Duration = timedelta(hours=25)
     battery_low: int = Field(default=15, ge=0, le=100)
     sos_debounce: Duration = timedelta(seconds=30)
+    # Extensions of SPEC §6 (defaults chosen so that normal life never trips them):
+    #: An availability "offline" must last this long before the helper hears of it, so a
+    #: hub reboot or a Wi-Fi blip does not send an SMS.
+    offline_grace: Duration = timedelta(minutes=10)
+    #: A battery alert closes only once the battery is this many points above the threshold
+    #: (readings wobble around it).
+    battery_hysteresis: int = Field(default=10, ge=0, le=100)
+    #: Motion reported without a break for this long is a stuck sensor, not a person.
+    stuck_motion: Duration = timedelta(hours=12)
+    #: A silence this long between motion reports ends a run (for sensors that never send
+    #: "no motion").
+    motion_gap: Duration = timedelta(hours=1)
+    flapping: FlappingRule = FlappingRule()
+    #: The gateway without its broker this long -> SMS to the town duty line.
+    gateway_link: Duration = timedelta(minutes=5)
+    emergency_mode: EmergencyModeFactors = EmergencyModeFactors()
 
 
 Recipient = Literal["resident", "helper", "village_team", "town_duty"]

@@ -36,7 +36,7 @@ from gateway.registry import DeviceRegistry, Route
 from gateway.storage.db import Database
 from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
 
-__all__ = ["MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
+__all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ class RoutedEvent:
     event: SensorEvent
     device_id: int
     person_id: int
+
+
+#: Does this stored report count as a sign of life? (event, did a door change position)
+ActivityJudge = Callable[[RoutedEvent, bool], bool]
 
 
 @dataclass(slots=True)
@@ -127,9 +131,12 @@ def dedup_base(payload_id: str | None) -> str:
 class EventStore:
     """Writes a batch in one transaction; dialect-aware upserts for SQLite and PostgreSQL."""
 
-    def __init__(self, db: Database, *, rejected_keep: int) -> None:
+    def __init__(
+        self, db: Database, *, rejected_keep: int, activity_judge: ActivityJudge | None = None
+    ) -> None:
         self.db = db
         self.rejected_keep = rejected_keep
+        self._activity_judge = activity_judge
         self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
         self._commits = 0
 
@@ -185,7 +192,22 @@ class EventStore:
         await self._update_state(session, new)
         return Stored(new, len(rows) - len(new) + repeated_in_batch)
 
+    async def _previous_sensor_state(
+        self, session: AsyncSession, new: list[RoutedEvent]
+    ) -> dict[int, tuple[bool | None, datetime | None]]:
+        """Door position and motion-run start before this batch, for devices that report them."""
+        wanted = {r.device_id for r in new if r.event.kind in (EventKind.DOOR, EventKind.MOTION)}
+        if not wanted:
+            return {}
+        rows = await session.execute(
+            select(
+                _DEVICE_STATE.c.device_id, _DEVICE_STATE.c.door_open, _DEVICE_STATE.c.motion_since
+            ).where(_DEVICE_STATE.c.device_id.in_(wanted))
+        )
+        return {device_id: (door, since) for device_id, door, since in rows}
+
     async def _update_state(self, session: AsyncSession, new: list[RoutedEvent]) -> None:
+        previous = await self._previous_sensor_state(session, new)
         seen: dict[int, dict[str, Any]] = {}
         activity: dict[int, datetime] = {}
         for routed in new:
@@ -203,13 +225,25 @@ class EventStore:
                 state["battery"] = ev.battery
             if ev.link_quality is not None:
                 state["link_quality"] = ev.link_quality
+            door_before, motion_since = previous.get(routed.device_id, (None, None))
+            door_changed = False
             if ev.kind is EventKind.DOOR and ev.state is not None:
-                state["door_open"] = ev.state
-                state["door_changed_at"] = ev.occurred_at
-            if ev.kind.is_activity and not ev.retained:
-                previous = activity.get(routed.person_id)
-                if previous is None or ev.occurred_at > previous:
-                    activity[routed.person_id] = ev.occurred_at
+                # Zigbee2MQTT repeats `contact` in every battery and link report: only a
+                # change of position is somebody using the door.
+                door_changed = ev.state != state.get("door_open", door_before)
+                if door_changed:
+                    state["door_open"] = ev.state
+                    state["door_changed_at"] = min(ev.occurred_at, ev.received_at)
+            if ev.kind is EventKind.MOTION and ev.state is not None:
+                since = state.get("motion_since", motion_since)
+                state["motion_since"] = (since or ev.received_at) if ev.state else None
+            if self._counts_as_activity(routed, door_changed):
+                # A device clock running fast must not push "last seen alive" into the future
+                # and so silence the inactivity rule.
+                at = min(ev.occurred_at, ev.received_at)
+                previous_at = activity.get(routed.person_id)
+                if previous_at is None or at > previous_at:
+                    activity[routed.person_id] = at
         # Group by key set: executemany needs identical parameter shapes.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for params in seen.values():
@@ -245,6 +279,16 @@ class EventStore:
             await session.execute(
                 statement, [{"p_id": pid, "p_at": at} for pid, at in activity.items()]
             )
+
+    def _counts_as_activity(self, routed: RoutedEvent, door_changed: bool) -> bool:
+        if self._activity_judge is not None:
+            return self._activity_judge(routed, door_changed)
+        kind, state = routed.event.kind, routed.event.state
+        return (
+            kind is EventKind.CHECK_IN
+            or (kind is EventKind.MOTION and state is not False)
+            or (kind is EventKind.DOOR and door_changed)
+        )
 
     async def _store_rejected(self, session: AsyncSession, rejected: list[_Rejected]) -> None:
         if not rejected or self.rejected_keep == 0:
@@ -338,6 +382,7 @@ class MqttIngest:
         metrics: Metrics,
         *,
         on_events: EventsHandler | None = None,
+        activity_judge: ActivityJudge | None = None,
         registry_refresh: float = 15.0,
     ) -> None:
         self.settings = settings
@@ -346,7 +391,9 @@ class MqttIngest:
         self.clock = clock
         self.metrics = metrics
         self.on_events = on_events
-        self.store = EventStore(db, rejected_keep=settings.rejected_keep)
+        self.store = EventStore(
+            db, rejected_keep=settings.rejected_keep, activity_judge=activity_judge
+        )
         self.registry_refresh = registry_refresh
         self.connected = False
         self._client: aiomqtt.Client | None = None
