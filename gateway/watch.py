@@ -270,7 +270,7 @@ class QuietHomeWatcher:
         for person_id, last_activity, created_at in persons:
             alert = open_alerts.get(person_id)
             if alert is not None:
-                if last_activity is not None and last_activity > alert.raised_at:
+                if last_activity is not None and last_activity >= alert.raised_at:
                     await self._activity_resumed(alert)
                 continue
             if person_id in away_now:
