@@ -1,0 +1,177 @@
+"""Quiet home end to end: MQTT → store → inactivity → pre-alarm call through the real
+twilio client (fake REST server) → check-in over MQTT cancels, or silence reaches the
+helper. Windows are shrunk to seconds by configuration, the code path is the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import aiomqtt
+import httpx
+import pytest
+from sqlalchemy import select
+
+from gateway.app import Gateway
+from gateway.clock import SystemClock
+from gateway.register.apply import apply_provisioning
+from gateway.register.provisioning import parse_provisioning
+from gateway.storage.db import migrate
+from gateway.storage.models import Alert, AuditEntry
+from tests.conftest import wait_until
+from tests.fakes.fake_twilio import FakeTwilio
+from tests.helpers import register_yaml
+from tests.integration.test_alerts_e2e import ACCOUNT, HELPER, TOKEN, Live, _settings
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+
+RESIDENT = "+8613600000000"
+FAST_RULES = {
+    "inactivity": {
+        "day": {"start": "00:00", "end": "00:00", "quiet": "3s"},
+        "night": {"quiet": "1h"},
+    }
+}
+FAST_WELLBEING = {
+    "wellbeing": [
+        {"notify": "resident", "channels": ["voice"], "wait": "4s"},
+        {"notify": "helper", "channels": ["sms", "voice"], "wait": "1m"},
+        {"notify": "village_team", "channels": ["sms"], "wait": "5m", "repeat": True},
+    ]
+}
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio(account_sid=ACCOUNT, auth_token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def quiet_live(
+    database_url: str,
+    mqtt_prefix: str,
+    twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Live]:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    port = free_port()
+    settings = _settings(
+        database_url, mqtt_prefix, port, twilio, rules=FAST_RULES, escalation=FAST_WELLBEING
+    )
+    await migrate(database_url)
+    gateway = Gateway(settings, "k" * 32, clock=SystemClock())
+    gateway.watch.poll_seconds = 0.2
+    await apply_provisioning(
+        gateway.db, parse_provisioning(register_yaml(mqtt_prefix, persons=1)), datetime.now(UTC)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop, run_migrations=False))
+    await wait_until(lambda: gateway.ingest.connected, within=10)
+    try:
+        yield Live(gateway, settings.public_url, mqtt_prefix)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        async with aiomqtt.Client(
+            "127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}", clean_session=True
+        ):
+            pass
+
+
+async def _publish(prefix: str, device: str, payload: dict[str, object]) -> None:
+    async with aiomqtt.Client("127.0.0.1", 1883) as client:
+        await client.publish(
+            f"{prefix}/homewatch/{prefix}-p0-{device}/event", json.dumps(payload), qos=1
+        )
+
+
+async def _inactivity_alerts(live: Live) -> list[Alert]:
+    async with live.gateway.db.session() as session:
+        rows = await session.execute(select(Alert).where(Alert.type == "inactivity"))
+        return list(rows.scalars())
+
+
+async def test_pre_alarm_call_then_check_in_over_mqtt_cancels(
+    quiet_live: Live,
+    twilio: FakeTwilio,
+) -> None:
+    await _publish(quiet_live.prefix, "pir", {"type": "motion", "state": True, "id": "m1"})
+    await twilio.wait_for_async(lambda: any(c["To"] == RESIDENT for c in twilio.calls), 15)
+    assert not any(m["To"] == HELPER for m in twilio.messages), "the resident is asked first"
+    await _publish(quiet_live.prefix, "sos", {"type": "check_in", "id": "c1"})
+
+    async def cancelled() -> bool:
+        return [a.status for a in await _inactivity_alerts(quiet_live)] == ["cancelled"]
+
+    await wait_until(cancelled, within=10)
+    await asyncio.sleep(5)  # past the resident step's wait
+    assert not any(m["To"] == HELPER for m in twilio.messages)
+    assert not any(c["To"] == HELPER for c in twilio.calls)
+
+
+async def test_unanswered_pre_alarm_reaches_the_helper(
+    quiet_live: Live,
+    twilio: FakeTwilio,
+) -> None:
+    await _publish(quiet_live.prefix, "pir", {"type": "motion", "state": True, "id": "m1"})
+    await twilio.wait_for_async(lambda: any(c["To"] == RESIDENT for c in twilio.calls), 15)
+    await twilio.wait_for_async(lambda: any(m["To"] == HELPER for m in twilio.messages), 15)
+    sms = next(m for m in twilio.messages if m["To"] == HELPER)
+    assert "长时间没有活动" in sms["Body"]
+    [alert] = await _inactivity_alerts(quiet_live)
+    assert alert.status == "open" and alert.step_index == 1
+
+
+async def test_away_and_emergency_mode_through_the_api_are_audited(
+    quiet_live: Live,
+) -> None:
+    base = quiet_live.public_url
+    async with httpx.AsyncClient(base_url=base) as client:
+        token = (
+            await client.post(
+                "/api/v1/auth/token",
+                data={"username": "admin", "password": "correct-horse-battery"},
+            )
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        persons = (await client.get("/api/v1/persons", headers=auth)).json()
+        person_id = persons[0]["id"]
+        until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+        bad = await client.post(
+            f"/api/v1/persons/{person_id}/away",
+            json={"ends_at": "2020-01-01T00:00:00+00:00"},
+            headers=auth,
+        )
+        assert bad.status_code == 422 and "ends_at" in bad.text
+        away = await client.post(
+            f"/api/v1/persons/{person_id}/away",
+            json={"ends_at": until, "reason": "住女儿家"},
+            headers=auth,
+        )
+        assert away.status_code == 201, away.text
+        listed = (await client.get(f"/api/v1/persons/{person_id}/away", headers=auth)).json()
+        assert [a["reason"] for a in listed] == ["住女儿家"]
+        await _publish(quiet_live.prefix, "pir", {"type": "motion", "state": True, "id": "m1"})
+        await asyncio.sleep(5)
+        assert await _inactivity_alerts(quiet_live) == [], "away: nobody is called"
+
+        on = await client.post("/api/v1/emergency-mode", json={"reason": "暴雨洪涝"}, headers=auth)
+        assert on.status_code == 200 and on.json()["active"] is True
+        assert on.json()["inactivity_factor"] == 0.5
+        again = await client.post("/api/v1/emergency-mode", json={"reason": "x"}, headers=auth)
+        assert again.status_code == 409
+        off = await client.delete("/api/v1/emergency-mode", headers=auth)
+        assert off.json()["active"] is False and off.json()["ended_by"] == "admin"
+        unauthenticated = await client.post("/api/v1/emergency-mode", json={"reason": "x"})
+        assert unauthenticated.status_code == 401
+    async with quiet_live.gateway.db.session() as session:
+        actions = (
+            (await session.execute(select(AuditEntry.action).order_by(AuditEntry.id)))
+            .scalars()
+            .all()
+        )
+    assert [a for a in actions if a in ("away", "start", "end")] == ["away", "start", "end"]
