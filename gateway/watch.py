@@ -423,11 +423,10 @@ class QuietHomeWatcher:
                     )
                 )
                 continue
+            if self._person_has_fault(change.person_id):
+                continue  # another of the person's sensors still misbehaves
             for alert in await self.alerts.open_alerts(change.person_id, [AlertType.SENSOR_FAULT]):
-                if alert.device_uid == change.device_uid or not self._person_has_fault(
-                    change.person_id
-                ):
-                    await self.alerts.resolve(alert.id, by=_SYSTEM, note="设备恢复正常")
+                await self.alerts.resolve(alert.id, by=_SYSTEM, note="设备恢复正常")
 
     def _person_has_fault(self, person_id: int) -> bool:
         return any(
