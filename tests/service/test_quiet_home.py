@@ -20,7 +20,7 @@ from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import Database
 from gateway.storage.models import Alert, AwayPeriod, EmergencyMode, Person
-from tests.helpers import register_yaml
+from tests.helpers import id_number, register_yaml
 from tests.service.test_escalation import DUTY, HELPER, RecordingNotifier
 
 P = "qh"
@@ -362,3 +362,55 @@ async def test_losing_the_broker_tells_the_duty_line_directly(home: Home) -> Non
     await gateway.check_broker_link()
     await gateway.alerts.tick()
     assert len(home.notifier.to(DUTY, "sms")) == 2 and "恢复" in home.notifier.to(DUTY, "sms")[1]
+
+
+BED_BOUND = f"""  - name: 卧床老人
+    gender: 女
+    id_number: "{id_number("19380505", 77, False)}"
+    village: 坝芒村
+    categories: [severe_disability]
+    care_level: special
+    helper: "+8613700000001"
+    phone: "+8613600009999"
+    rules:
+      inactivity:
+        day: {{quiet: 2h}}
+        ignore_devices: [{P}-bed-pir]
+    devices:
+      - {{uid: {P}-bed-pir, kind: motion, protocol: native, topic: {P}/homewatch/{P}-bed-pir}}
+      - {{uid: {P}-bed-door, kind: door, protocol: native, topic: {P}/homewatch/{P}-bed-door}}
+"""
+
+
+async def test_per_person_overrides_ignore_a_bedroom_pir_and_shorten_the_day_quiet(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    text = register_yaml(P, persons=1, extra_person_yaml=BED_BOUND)
+    await apply_provisioning(db, parse_provisioning(text), clock.now())
+    notifier = RecordingNotifier()
+    home = Home(_gateway(db, clock, notifier), clock, notifier)
+    await home.gateway.registry.load(home.gateway.db)
+    await home.gateway.watch.refresh()
+    await home.send(f"{P}/homewatch/{P}-bed-door/event", {"type": "door", "state": "open"})
+    await home.send(f"{P}/homewatch/{P}-bed-door/event", {"type": "door", "state": "closed"})
+    await home.motion()  # 老人0 keeps the default rules
+    for _ in range(12):  # the bed-bound resident's own bedroom PIR: not a sign of life
+        await home.advance(timedelta(minutes=10), step=timedelta(minutes=10))
+        await home.send(
+            f"{P}/homewatch/{P}-bed-pir/event",
+            {"type": "motion", "state": True, "id": f"b{next(_ids)}"},
+        )
+    async with db.session() as session:
+        names = (
+            (
+                await session.execute(
+                    select(Person.name)
+                    .join(Alert, Alert.person_id == Person.id)
+                    .where(Alert.type == "inactivity")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert names == ["卧床老人"], "two quiet hours for her, four for 老人0"
