@@ -57,7 +57,8 @@ _ACTIVITY_KINDS = ("motion", "door", "multi")
 _ACTIVE = (AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value)
 _SYSTEM = "系统"
 #: Emergency events stored this recently without an alert are raised by the sweep (the
-#: process died between storing a press and raising its alert).
+#: process died between storing a press and raising its alert). Looked back this far at
+#: start; afterwards each tick reads only what arrived since the previous one.
 _EMERGENCY_SWEEP = timedelta(minutes=30)
 #: ...but not before the normal path has had its chance.
 _EMERGENCY_GRACE = timedelta(seconds=10)
@@ -96,6 +97,7 @@ class QuietHomeWatcher:
         self._person_rules: dict[int, RulesConfig] = {}
         self._merged: dict[str, RulesConfig] = {}
         self._seeded = False
+        self._swept_until: datetime | None = None
 
     # -- per-person rules -------------------------------------------------------------
 
@@ -439,6 +441,10 @@ class QuietHomeWatcher:
 
     async def _sweep_emergencies(self, now: datetime) -> None:
         """Raise any SOS/fall that was stored but never became an alert."""
+        upper = now - _EMERGENCY_GRACE
+        lower = self._swept_until or now - _EMERGENCY_SWEEP
+        if upper <= lower:
+            return
         async with self.db.session() as session:
             events = (
                 await session.execute(
@@ -449,8 +455,8 @@ class QuietHomeWatcher:
                         Event.kind.in_([EventKind.SOS.value, EventKind.FALL.value]),
                         Event.retained.is_(False),
                         Event.person_id.is_not(None),
-                        Event.received_at >= now - _EMERGENCY_SWEEP,
-                        Event.received_at <= now - _EMERGENCY_GRACE,
+                        Event.received_at > lower,
+                        Event.received_at <= upper,
                     )
                     .group_by(Event.person_id, Event.kind, Event.device_uid)
                 )
@@ -483,6 +489,7 @@ class QuietHomeWatcher:
                         device_uid=device_uid,
                     )
                 )
+        self._swept_until = upper
 
     def _local(self, moment: datetime, *, with_date: bool = False) -> str:
         local = moment.astimezone(self.tz)
