@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel
 
 from gateway.api.deps import AdminUser, Ctx, CurrentUser, Principal, SessionDep
+from gateway.api.errors import field_error
 from gateway.api.schemas import DeviceOut
 from gateway.api.schemas_register import (
     AuditOut,
@@ -39,7 +40,7 @@ from gateway.register.vocabulary import Role
 from gateway.storage import register_queries as rq
 from gateway.storage.models import Device, DeviceState, Helper, Person, TeamMember, Village
 
-__all__ = ["field_error", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["register"])
 
@@ -48,14 +49,6 @@ _HELPER_FIELDS = ("name", "phone", "title", "village_id")
 _DEVICE_FIELDS = ("uid", "person_id", "kind", "protocol", "topic", "model")
 #: Person fields that may be cleared with null; the others must keep a value.
 _NULLABLE_PERSON_FIELDS = {"helper_id", "phone", "guardian_name", "guardian_phone"}
-
-
-def field_error(field: str, message: str) -> NoReturn:
-    """A 422 shaped like FastAPI's own validation errors, naming the field at fault."""
-    raise HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT,
-        detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
-    )
 
 
 def _not_found(what: str) -> NoReturn:
