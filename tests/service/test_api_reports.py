@@ -230,6 +230,15 @@ async def test_compliance_for_special_and_general_across_month_boundaries(api: A
     ).json() == []
     bad = await api.client.get("/api/v1/compliance", params={"month": "2026-3"}, headers=admin)
     assert bad.status_code == 422
+    # Nobody was on the register yet in December 2025: nobody owed visits then.
+    december = await api.client.get(
+        "/api/v1/compliance", params={"month": "2025-12"}, headers=admin
+    )
+    assert december.status_code == 200 and december.json() == []
+    elsewhere = await api.client.get(
+        "/api/v1/compliance", params={"month": "2026-03", "village": "坝芒村"}, headers=officer
+    )
+    assert elsewhere.status_code == 404
 
 
 async def test_annual_summary_counts_visits_and_alert_acknowledgement_times(api: Api) -> None:
