@@ -15,6 +15,9 @@ Definitions, for a month ``M`` (``YYYY-MM``) and the moment ``now``:
   week do not make up for four missed weeks. ``done`` = the sum of those capped counts.
 * **general** — ``required`` = 2 × factor, rounded up; ``done`` = visits on a local date
   in ``M``.
+* **entering the register** — in the month a person entered the register, a special person
+  owes only the weeks from the one they entered in, a general person the share of two
+  visits for the days left in the month (rounded up: one visit at least).
 * **factor** — the highest ``visit_factor`` of any emergency period that overlaps ``M``
   (1 when there was none).
 * **status** — ``ok`` when ``done >= required``. Otherwise ``due`` while the requirement
@@ -84,6 +87,8 @@ class PersonVisits:
     visits: tuple[datetime, ...]
     helper_id: int | None = None
     helper_name: str = ""
+    #: When the person entered the register; None when unknown (counted from the start).
+    registered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +188,11 @@ def assess(
         raise ValueError(f"visit factor must be positive, got {factor}")
     local_now = now.astimezone(tz)
     days = [_local_date(moment, tz) for moment in person.visits]
+    joined = _local_date(person.registered_at, tz) if person.registered_at else None
     if person.care_level is CareLevel.SPECIAL:
         per_week = math.ceil(factor)
-        weeks = month_weeks(month)
+        # Weeks that were over before the person entered the register owe nothing.
+        weeks = [m for m in month_weeks(month) if joined is None or m + timedelta(days=7) > joined]
         in_week = Counter(day - timedelta(days=day.weekday()) for day in days)
         counted = {monday: min(in_week[monday], per_week) for monday in weeks}
         required = math.ceil(len(weeks) * factor)
@@ -198,7 +205,12 @@ def assess(
         reachable = done + still_open >= required
     else:
         start, end = month_bounds(month, tz)
-        required = math.ceil(GENERAL_VISITS_PER_MONTH * factor)
+        owed = float(GENERAL_VISITS_PER_MONTH)
+        if joined is not None and start.date() < joined < end.date():
+            # Entered mid-month: the share of the month left (one visit at the least).
+            month_days = (end.date() - start.date()).days
+            owed *= (end.date() - joined).days / month_days
+        required = max(1, math.ceil(owed * factor)) if owed else 0
         done = sum(1 for day in days if start.date() <= day < end.date())
         reachable = local_now < end
     if done >= required:
@@ -305,6 +317,7 @@ async def load_person_visits(
             visits=tuple(visits.get(p.id, ())),
             helper_id=p.helper_id,
             helper_name=p.helper.name if p.helper else "",
+            registered_at=p.created_at,
         )
         for p in persons
     ]

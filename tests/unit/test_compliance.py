@@ -168,3 +168,23 @@ def test_summaries_by_village_and_helper() -> None:
 def test_naive_visit_time_is_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         assess(person(CareLevel.GENERAL, datetime(2026, 3, 3)), "2026-03", local(2026, 3, 4), TZ)
+
+
+def test_a_person_entering_mid_month_owes_only_the_rest_of_it() -> None:
+    def joined(level: CareLevel, at: datetime, *visits: datetime) -> PersonVisits:
+        return PersonVisits(1, "张三", "坝芒村", level, visits, registered_at=at)
+
+    # Registered on Wednesday 18 March: the weeks of 16, 23 and 30 March remain.
+    special = joined(CareLevel.SPECIAL, local(2026, 3, 18, 10), local(2026, 3, 19, 9))
+    row = assess(special, "2026-03", local(2026, 3, 20), TZ)
+    assert (row.required, row.done, row.status) == (3, 1, DUE)
+    assert assess(special, "2026-04", local(2026, 4, 20), TZ).required == 5
+    # General, registered on the last day: one visit owed, not two; 16 March: 16/31 of two.
+    last_day = joined(CareLevel.GENERAL, local(2026, 3, 31, 9))
+    assert assess(last_day, "2026-03", local(2026, 3, 31, 12), TZ).required == 1
+    middle = joined(CareLevel.GENERAL, local(2026, 3, 16, 9))
+    assert assess(middle, "2026-03", local(2026, 3, 20), TZ).required == 2
+    assert assess(middle, "2026-03", local(2026, 3, 20), TZ, factor=2.0).required == 3
+    # Registered before the month: the whole month counts.
+    early = joined(CareLevel.GENERAL, local(2026, 1, 5))
+    assert assess(early, "2026-03", local(2026, 3, 20), TZ).required == 2
