@@ -477,6 +477,47 @@ async def update_person(
     return PersonDetailOut.of(updated, mask_id=False)
 
 
+@router.delete("/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_person(
+    person_id: int, user: CurrentUser, session: SessionDep, context: Ctx
+) -> Response:
+    """Undo a person entered by mistake. Someone with visits or alerts has a history the
+    register must keep, so they cannot be deleted (409)."""
+    _require_writer(user)
+    person = await _visible_person(person_id, user, session)
+    if await rq.person_has_records(session, person_id):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "the person has visits or alerts on record and cannot be deleted",
+        )
+    now = context.clock.now()
+    for device in person.devices:
+        audit_entity(
+            session,
+            now=now,
+            actor=user.username,
+            entity="device",
+            entity_id=device.uid,
+            action="delete",
+            before=columns_of(device, _DEVICE_FIELDS),
+            after=None,
+        )
+        await session.delete(device)
+    audit_entity(
+        session,
+        now=now,
+        actor=user.username,
+        entity="person",
+        entity_id=person.id,
+        action="delete",
+        before={**person_snapshot(person), "id_number": person.id_number},
+        after=None,
+    )
+    await session.delete(person)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/persons/{person_id}/history", response_model=list[AuditOut])
 async def get_person_history(
     person_id: int, user: CurrentUser, session: SessionDep

@@ -31,6 +31,7 @@ __all__ = [
     "list_villages",
     "list_visits",
     "person_by_id_number",
+    "person_has_records",
     "person_with_relations",
     "team_member",
     "town_name",
@@ -113,6 +114,17 @@ async def person_with_relations(session: AsyncSession, person_id: int) -> Person
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
+
+
+async def person_has_records(session: AsyncSession, person_id: int) -> bool:
+    """Whether visits or alerts refer to the person (their history must be kept)."""
+    visit = (
+        await session.execute(select(Visit.id).where(Visit.person_id == person_id).limit(1))
+    ).first()
+    alert = (
+        await session.execute(select(Alert.id).where(Alert.person_id == person_id).limit(1))
+    ).first()
+    return visit is not None or alert is not None
 
 
 async def person_by_id_number(session: AsyncSession, id_number: str) -> int | None:

@@ -264,3 +264,44 @@ async def test_villages_teams_helpers_and_devices_crud(api: Api) -> None:
     assert moved.status_code == 200 and moved.json()["model"] == "SOS-2"
     assert (await api.client.delete("/api/v1/devices/api-p0-sos", headers=admin)).status_code == 204
     assert (await api.client.get("/api/v1/devices/api-p0-sos", headers=admin)).status_code == 404
+
+
+async def test_a_person_entered_by_mistake_can_be_deleted_one_with_visits_cannot(
+    api: Api,
+) -> None:
+    admin = await api.login("admin")
+    officer = await api.login("akofficer")
+    aikou = await _village_id(api, admin, "隘口村")
+    zhou = await _helper_id(api, admin, "+8613700000003")
+    mistake = (
+        await api.client.post("/api/v1/persons", json=_person(aikou, zhou), headers=officer)
+    ).json()["id"]
+    await api.client.post(
+        "/api/v1/devices",
+        json={"uid": "ak-mistake", "person_id": mistake, "kind": "door", "protocol": "native"},
+        headers=officer,
+    )
+    visited = (await api.client.get("/api/v1/persons", headers=admin)).json()[0]["id"]
+    logged = await api.client.post(
+        "/api/v1/visits",
+        json={
+            "person_id": visited,
+            "visited_at": "2026-03-03T10:00:00+08:00",
+            "helper_phone": "+8613700000001",
+            "services": ["daily_care"],
+        },
+        headers=admin,
+    )
+    assert logged.status_code == 201
+    assert (await api.client.delete(f"/api/v1/persons/{visited}", headers=admin)).status_code == 409
+    assert (
+        await api.client.delete(f"/api/v1/persons/{visited}", headers=officer)
+    ).status_code == 404
+    assert (
+        await api.client.delete(f"/api/v1/persons/{mistake}", headers=officer)
+    ).status_code == 204
+    assert (await api.client.get(f"/api/v1/persons/{mistake}", headers=admin)).status_code == 404
+    assert (await api.client.get("/api/v1/devices/ak-mistake", headers=admin)).status_code == 404
+    # The ID number is free again for the correct entry.
+    again = await api.client.post("/api/v1/persons", json=_person(aikou, zhou), headers=officer)
+    assert again.status_code == 201

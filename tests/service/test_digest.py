@@ -129,3 +129,24 @@ async def test_the_alert_service_delivers_the_digest(registered: Database) -> No
     assert LI in out.getvalue() and "需要走访" in out.getvalue()
     (digest,) = await _digests(registered)
     assert digest.status not in ("pending", "sending", "failed") and digest.sent_at is not None
+
+
+async def test_the_loop_queues_and_wakes_delivery_until_stopped(registered: Database) -> None:
+    from gateway.register.digest import digest_loop
+
+    clock = ManualClock(local(2026, 3, 9, 9, 0))
+    stop = asyncio.Event()
+    woken: list[bool] = []
+    loop = asyncio.create_task(
+        digest_loop(stop, registered, clock, TZ, MONDAY_8, on_queued=lambda: woken.append(True))
+    )
+    for _ in range(100):
+        if woken:
+            break
+        await asyncio.sleep(0.02)
+    clock.advance(600)  # a second pass in the same week queues nothing more
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    assert woken == [True]
+    assert len(await _digests(registered)) == 1
