@@ -40,8 +40,11 @@ async def login(
 
 
 @api.get("/persons", response_model=list[PersonOut], tags=["register"])
-async def persons(user: CurrentUser, session: SessionDep) -> list[PersonOut]:
-    rows = await queries.list_persons(session, **user.scope())
+async def persons(
+    user: CurrentUser, session: SessionDep, include_removed: bool = False
+) -> list[PersonOut]:
+    """The register; persons who left it only with ``include_removed``."""
+    rows = await queries.list_persons(session, include_removed=include_removed, **user.scope())
     return [PersonOut.of(p, mask_id=user.role is Role.HELPER) for p in rows]
 
 

@@ -26,6 +26,7 @@ from gateway.api.schemas_register import (
     PersonDetailOut,
     PersonIn,
     PersonPatch,
+    RemovalIn,
     TeamMemberIn,
     TeamMemberOut,
     TeamMemberPatch,
@@ -475,6 +476,77 @@ async def update_person(
     updated = await rq.person_with_relations(session, person.id)
     assert updated is not None
     return PersonDetailOut.of(updated, mask_id=False)
+
+
+@router.post("/persons/{person_id}/remove", response_model=PersonDetailOut)
+async def remove_person(
+    person_id: int, body: RemovalIn, user: CurrentUser, session: SessionDep, context: Ctx
+) -> PersonDetailOut:
+    """The person leaves the register (每月动态调整): gone from this month's 台账, lists,
+    compliance and digests, kept in earlier months and in the history. Their devices are
+    taken off the register too (the hardware is collected), so nothing raises alerts for a
+    home nobody watches any more."""
+    _require_writer(user)
+    person = await _visible_person(person_id, user, session)
+    if person.removed_at is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the person has already left the register")
+    now = context.clock.now()
+    for device in person.devices:
+        audit_entity(
+            session,
+            now=now,
+            actor=user.username,
+            entity="device",
+            entity_id=device.uid,
+            action="delete",
+            before=columns_of(device, _DEVICE_FIELDS),
+            after=None,
+        )
+        await session.delete(device)
+    person.removed_at = now
+    person.updated_at = now
+    audit_entity(
+        session,
+        now=now,
+        actor=user.username,
+        entity="person",
+        entity_id=person.id,
+        action="remove",
+        before={"removed_at": None},
+        after={"removed_at": now.isoformat(), "reason": body.reason},
+    )
+    await session.commit()
+    removed = await rq.person_with_relations(session, person.id)
+    assert removed is not None
+    return PersonDetailOut.of(removed, mask_id=False)
+
+
+@router.post("/persons/{person_id}/restore", response_model=PersonDetailOut)
+async def restore_person(
+    person_id: int, user: CurrentUser, session: SessionDep, context: Ctx
+) -> PersonDetailOut:
+    """Back on the register (removed by mistake, or in difficulty again)."""
+    _require_writer(user)
+    person = await _visible_person(person_id, user, session)
+    if person.removed_at is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "the person is on the register")
+    now = context.clock.now()
+    audit_entity(
+        session,
+        now=now,
+        actor=user.username,
+        entity="person",
+        entity_id=person.id,
+        action="restore",
+        before={"removed_at": person.removed_at.isoformat()},
+        after={"removed_at": None},
+    )
+    person.removed_at = None
+    person.updated_at = now
+    await session.commit()
+    restored = await rq.person_with_relations(session, person.id)
+    assert restored is not None
+    return PersonDetailOut.of(restored, mask_id=False)
 
 
 @router.delete("/persons/{person_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -39,6 +39,7 @@ __all__ = [
     "PersonDetailOut",
     "PersonIn",
     "PersonPatch",
+    "RemovalIn",
     "TeamMemberIn",
     "TeamMemberOut",
     "TeamMemberPatch",
@@ -261,6 +262,7 @@ class PersonDetailOut(BaseModel):
     devices: list[str]
     created_at: datetime
     updated_at: datetime
+    removed_at: datetime | None
 
     @classmethod
     def of(cls, person: Person, *, mask_id: bool) -> PersonDetailOut:
@@ -289,7 +291,14 @@ class PersonDetailOut(BaseModel):
             devices=[d.uid for d in person.devices],
             created_at=person.created_at,
             updated_at=person.updated_at,
+            removed_at=person.removed_at,
         )
+
+
+class RemovalIn(_In):
+    """Why the person leaves the register (moved away, died, no longer in difficulty)."""
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class AuditOut(BaseModel):

@@ -281,10 +281,15 @@ async def load_person_visits(
     since: datetime,
     until: datetime,
     registered_before: datetime | None = None,
+    on_register_at: datetime | None = None,
     village_id: int | None = None,
     helper_id: int | None = None,
 ) -> list[PersonVisits]:
-    """The persons in scope with their visits in [since, until)."""
+    """The persons in scope with their visits in [since, until).
+
+    ``registered_before`` leaves out persons who entered the register later;
+    ``on_register_at`` those who had left it by then (None: those who have left it now).
+    """
     query = (
         select(Person)
         .options(selectinload(Person.village), selectinload(Person.helper))
@@ -292,6 +297,10 @@ async def load_person_visits(
     )
     if registered_before is not None:
         query = query.where(Person.created_at < registered_before)
+    if on_register_at is None:
+        query = query.where(Person.removed_at.is_(None))
+    else:
+        query = query.where(or_(Person.removed_at.is_(None), Person.removed_at >= on_register_at))
     if village_id is not None:
         query = query.where(Person.village_id == village_id)
     if helper_id is not None:
@@ -357,6 +366,8 @@ async def monthly_compliance(
         since=since,
         until=until,
         registered_before=end,
+        # Whoever left the register during the month owes no visits for it.
+        on_register_at=end,
         village_id=village_id,
         helper_id=helper_id,
     )

@@ -64,36 +64,38 @@ async def build_sheet(
         rows: list[LedgerRow] = []
         for person in persons:
             values = person_snapshot(person)
+            removed = person.removed_at is not None
             if end is not None:
                 history = (
-                    (
-                        await session.execute(
-                            select(AuditEntry.after)
-                            .where(
-                                AuditEntry.entity == "person",
-                                AuditEntry.entity_id == str(person.id),
-                                AuditEntry.at < end,
-                            )
-                            .order_by(AuditEntry.at, AuditEntry.id)
+                    await session.execute(
+                        select(AuditEntry.action, AuditEntry.after)
+                        .where(
+                            AuditEntry.entity == "person",
+                            AuditEntry.entity_id == str(person.id),
+                            AuditEntry.at < end,
                         )
+                        .order_by(AuditEntry.at, AuditEntry.id)
                     )
-                    .scalars()
-                    .all()
-                )
+                ).all()
                 if not history:
                     continue  # not yet in the register that month
                 # Replay every change up to the month's end: an update (e.g. from an import)
-                # records only the fields it changed.
-                for change in history:
-                    values.update({k: v for k, v in (change or {}).items() if k in values})
-            if values["village_id"] != village.id:
+                # records only the fields it changed; leaving and returning are their own
+                # actions.
+                removed = False
+                for action, change in history:
+                    if action in ("remove", "restore"):
+                        removed = action == "remove"
+                    else:
+                        values.update({k: v for k, v in (change or {}).items() if k in values})
+            if removed or values["village_id"] != village.id:
                 continue
             helper = helpers.get(values["helper_id"]) if values["helper_id"] else None
             rows.append(
                 LedgerRow(
                     name=values["name"],
                     gender=values["gender"],
-                    id_number=person.id_number,
+                    id_number=values["id_number"],
                     categories=tuple(Category(c) for c in values["categories"]),
                     helper_name=helper.name if helper else "",
                     helper_title=helper.title if helper else "",

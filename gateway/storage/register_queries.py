@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -185,8 +185,18 @@ async def year_rows(
     session: AsyncSession, since: datetime, until: datetime
 ) -> tuple[Sequence[Person], Sequence[tuple[Visit, str]], Sequence[tuple[Alert, str]]]:
     """Persons (with village), and the visits and alerts in [since, until) with their village."""
+    # On the register at some time in the period: entered before it ended, left after it began.
     persons = (
-        (await session.execute(select(Person).options(selectinload(Person.village))))
+        (
+            await session.execute(
+                select(Person)
+                .options(selectinload(Person.village))
+                .where(
+                    Person.created_at < until,
+                    or_(Person.removed_at.is_(None), Person.removed_at >= since),
+                )
+            )
+        )
         .scalars()
         .all()
     )

@@ -305,3 +305,67 @@ async def test_a_person_entered_by_mistake_can_be_deleted_one_with_visits_cannot
     # The ID number is free again for the correct entry.
     again = await api.client.post("/api/v1/persons", json=_person(aikou, zhou), headers=officer)
     assert again.status_code == 201
+
+
+async def test_leaving_the_register_keeps_the_past_months(api: Api) -> None:
+    from gateway.register.ledger import read_workbook
+
+    admin = await api.login("admin")
+    helper = await api.login("lisi")
+    first, second = (
+        p["id"] for p in (await api.client.get("/api/v1/persons", headers=admin)).json()
+    )
+    tz = api.settings.tz
+    this_month = api.clock.now().astimezone(tz).strftime("%Y-%m")
+    api.clock.advance(timedelta(days=62))  # tokens above stay valid: they check the wall clock
+    later_month = api.clock.now().astimezone(tz).strftime("%Y-%m")
+
+    assert (
+        await api.client.post(f"/api/v1/persons/{first}/remove", json={"reason": ""}, headers=admin)
+    ).status_code == 422
+    assert (
+        await api.client.post(
+            f"/api/v1/persons/{first}/remove", json={"reason": "随女儿迁居外省"}, headers=helper
+        )
+    ).status_code == 403
+    removed = await api.client.post(
+        f"/api/v1/persons/{first}/remove", json={"reason": "随女儿迁居外省"}, headers=admin
+    )
+    assert removed.status_code == 200 and removed.json()["removed_at"] is not None
+    assert removed.json()["devices"] == []  # the hardware is collected
+    again = await api.client.post(
+        f"/api/v1/persons/{first}/remove", json={"reason": "x"}, headers=admin
+    )
+    assert again.status_code == 409
+
+    listed = (await api.client.get("/api/v1/persons", headers=admin)).json()
+    assert [p["id"] for p in listed] == [second]
+    everyone = await api.client.get(
+        "/api/v1/persons", params={"include_removed": "true"}, headers=admin
+    )
+    assert [p["id"] for p in everyone.json()] == [first, second]
+    history = (await api.client.get(f"/api/v1/persons/{first}/history", headers=admin)).json()
+    assert history[-1]["action"] == "remove" and history[-1]["after"]["reason"] == "随女儿迁居外省"
+
+    async def register_names(month: str | None) -> list[str]:
+        params = {"village": "坝芒村", **({"month": month} if month else {})}
+        response = await api.client.get("/api/v1/register.xlsx", params=params, headers=admin)
+        return [row.name for row in read_workbook(response.content)[0].rows]
+
+    assert await register_names(None) == ["老人1"]
+    assert await register_names(this_month) == ["老人0", "老人1"]
+    assert await register_names(later_month) == ["老人1"]
+
+    async def compliance_ids(month: str) -> list[int]:
+        response = await api.client.get(
+            "/api/v1/compliance", params={"month": month}, headers=admin
+        )
+        return [row["person_id"] for row in response.json()]
+
+    assert await compliance_ids(this_month) == [first, second]
+    assert await compliance_ids(later_month) == [second]
+
+    restored = await api.client.post(f"/api/v1/persons/{first}/restore", headers=admin)
+    assert restored.status_code == 200 and restored.json()["removed_at"] is None
+    assert await register_names(None) == ["老人0", "老人1"]
+    assert await register_names(this_month) == ["老人0", "老人1"]
