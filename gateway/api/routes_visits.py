@@ -14,13 +14,14 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
 from gateway.api.deps import Ctx, CurrentUser, Principal, SessionDep
 from gateway.api.errors import field_error
 from gateway.api.schemas_register import VisitIn, VisitOut
 from gateway.register.compliance import month_bounds
+from gateway.register.history import audit_entity
 from gateway.register.phones import normalize_phone
 from gateway.register.vocabulary import Role
 from gateway.storage import register_queries as rq
@@ -136,6 +137,41 @@ async def _visible_visit(visit_id: int, user: Principal, session: SessionDep) ->
 @router.get("/{visit_id}", response_model=VisitOut)
 async def get_visit(visit_id: int, user: CurrentUser, session: SessionDep) -> VisitOut:
     return VisitOut.of(await _visible_visit(visit_id, user, session))
+
+
+@router.delete("/{visit_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_visit(
+    visit_id: int, user: CurrentUser, session: SessionDep, context: Ctx
+) -> Response:
+    """Take back a visit logged by mistake: its author, or an officer who sees the person.
+    Compliance counts visits, so the deletion is kept in the audit log."""
+    visit = await _visible_visit(visit_id, user, session)
+    if user.role is Role.HELPER and visit.created_by != user.username:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a helper deletes only their own visits")
+    audit_entity(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        entity="visit",
+        entity_id=visit.id,
+        action="delete",
+        before={
+            "person_id": visit.person_id,
+            "helper_phone": visit.helper_phone,
+            "visited_at": visit.visited_at.isoformat(),
+            "services": list(visit.services),
+            "notes": visit.notes,
+            "photo_path": visit.photo_path,
+            "created_by": visit.created_by,
+        },
+        after=None,
+    )
+    photo = visit.photo_path
+    await session.delete(visit)
+    await session.commit()
+    if photo:
+        await asyncio.to_thread((Path(context.settings.data_dir) / photo).unlink, missing_ok=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{visit_id}/photo", response_model=VisitOut)

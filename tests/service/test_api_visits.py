@@ -137,3 +137,42 @@ async def test_photo_is_stored_on_disk_checked_and_served_back(api: Api) -> None
 
     other = await api.login("akofficer")
     assert (await api.client.get(url, headers=other)).status_code == 404
+
+
+async def test_a_mistaken_visit_is_deleted_by_its_author_and_audited(api: Api) -> None:
+    from sqlalchemy import select
+
+    from gateway.storage.models import AuditEntry
+
+    helper = await api.login("lisi")
+    officer = await api.login("bmofficer")
+    person = await _first_person(api)
+    by_helper = (
+        await api.client.post("/api/v1/visits", json=_visit(person), headers=helper)
+    ).json()
+    by_officer = (
+        await api.client.post("/api/v1/visits", json=_visit(person), headers=officer)
+    ).json()
+    await api.client.post(
+        f"/api/v1/visits/{by_helper['id']}/photo",
+        files={"photo": ("p.jpg", JPEG, "image/jpeg")},
+        headers=helper,
+    )
+    assert (
+        await api.client.delete(f"/api/v1/visits/{by_officer['id']}", headers=helper)
+    ).status_code == 403
+    assert (
+        await api.client.delete(f"/api/v1/visits/{by_helper['id']}", headers=helper)
+    ).status_code == 204
+    assert (
+        await api.client.delete(f"/api/v1/visits/{by_officer['id']}", headers=officer)
+    ).status_code == 204
+    assert (await api.client.get("/api/v1/visits", headers=officer)).json() == []
+    photos = await asyncio.to_thread(lambda: list(Path(api.settings.data_dir).rglob("*.jpg")))
+    assert photos == []
+    async with api.db.session() as session:
+        entries = (
+            await session.execute(select(AuditEntry).where(AuditEntry.entity == "visit"))
+        ).scalars()
+        deleted = sorted((e.actor, e.entity_id) for e in entries)
+    assert deleted == sorted([("lisi", str(by_helper["id"])), ("bmofficer", str(by_officer["id"]))])
