@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
 from alerts.notifiers import ConsoleNotifier
 from alerts.service import AlertService
@@ -47,8 +48,6 @@ async def add_user(
     db: Database, username: str, role: str, *, village: str | None = None, helper: str | None = None
 ) -> None:
     """A login for a village officer (``village``) or a helper (``helper`` phone)."""
-    from sqlalchemy import select
-
     async with db.session() as session, session.begin():
         village_id = helper_id = None
         if village is not None:
@@ -78,16 +77,14 @@ async def running_api(db: Database, tmp_path: Path, *, persons: int = 2) -> Asyn
 
     The clock starts at the real time: bearer tokens are checked against the wall clock.
     """
-    import os
-
     clock = ManualClock(datetime.now(UTC))
-    os.environ["HW_TEST_ADMIN_PASSWORD"] = PASSWORD
     text = register_yaml("api", persons=persons).replace(
         "helpers:\n",
         "  - name: 隘口村\n    emergency_team: []\nhelpers:\n"
         '  - {name: 周强, phone: "+8613700000003", title: 驻村干部, village: 隘口村}\n',
     )
-    await apply_provisioning(db, parse_provisioning(text), clock.now())
+    doc = parse_provisioning(text, env={"HW_TEST_ADMIN_PASSWORD": PASSWORD})
+    await apply_provisioning(db, doc, clock.now())
     await add_user(db, "akofficer", "village_officer", village="隘口村")
     await add_user(db, "bmofficer", "village_officer", village="坝芒村")
     settings = load_settings(
