@@ -25,6 +25,7 @@ from gateway.config import ConfigError, Settings
 from gateway.events import EventKind
 from gateway.ingest import MqttIngest, RoutedEvent
 from gateway.metrics import Metrics
+from gateway.register.digest import digest_loop
 from gateway.registry import DeviceRegistry
 from gateway.rules import EmergencyRule
 from gateway.storage.db import Database, migrate
@@ -184,6 +185,17 @@ class Gateway:
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
             asyncio.create_task(self.watch.run(stop), name="quiet-home"),
             asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),
+            asyncio.create_task(
+                digest_loop(
+                    stop,
+                    self.db,
+                    self.clock,
+                    self.settings.tz,
+                    self.settings.digest,
+                    on_queued=self.alerts.wake.set,
+                ),
+                name="visit-digest",
+            ),
         ]
         server: _Server | None = None
         if serve_api:

@@ -175,7 +175,11 @@ def cmd_register_export(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with _database(settings) as db:
             return await export_ledger(
-                db, village=args.village, month=args.month, output=Path(args.output)
+                db,
+                village=args.village,
+                month=args.month,
+                output=Path(args.output),
+                tz=settings.tz,
             )
 
     return asyncio.run(run())
@@ -193,6 +197,21 @@ def cmd_register_import(args: argparse.Namespace) -> int:
             )
 
     return asyncio.run(run())
+
+
+def cmd_register_annual(args: argparse.Namespace) -> int:
+    from gateway.register.annual_io import annual_workbook
+
+    settings = _settings(args)
+
+    async def run() -> bytes:
+        async with _database(settings) as db, db.session() as session:
+            return await annual_workbook(session, args.year, settings.tz)
+
+    output = Path(args.output)
+    output.write_bytes(asyncio.run(run()))
+    print(f"{output}: annual summary {args.year}")
+    return 0
 
 
 # -- simulate / demo ------------------------------------------------------------------------
@@ -239,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", parents=[common], help="the 台账 workbook")
     register_commands = register.add_subparsers(dest="register_command", required=True)
     export = register_commands.add_parser("export", parents=[common])
-    export.add_argument("--village", required=True)
+    export.add_argument("--village", help="one village (default: every village, a sheet each)")
     export.add_argument("--month", help="YYYY-MM: the register as of the end of that month")
     export.add_argument("-o", "--output", required=True, metavar="FILE.xlsx")
     export.set_defaults(func=cmd_register_export)
@@ -248,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--village", required=True)
     imp.add_argument("--dry-run", action="store_true", help="report what would change")
     imp.set_defaults(func=cmd_register_import)
+    annual = register_commands.add_parser(
+        "annual", parents=[common], help="the year's summary (对象、走访、告警统计)"
+    )
+    annual.add_argument("--year", type=int, required=True)
+    annual.add_argument("-o", "--output", required=True, metavar="FILE.xlsx")
+    annual.set_defaults(func=cmd_register_annual)
 
     simulate = commands.add_parser("simulate", parents=[common], help="simulated homes")
     try:

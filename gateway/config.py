@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 __all__ = [
     "ConfigError",
+    "DigestConfig",
     "Duration",
     "EscalationConfig",
     "EscalationStep",
@@ -219,6 +220,13 @@ class EscalationConfig(_Strict):
         return self
 
 
+class DigestConfig(_Strict):
+    """The weekly SMS telling each helper who is due a visit; day and hour in local time."""
+
+    weekday: int = Field(default=1, ge=1, le=7)  # ISO weekday: 1 = Monday
+    hour: int = Field(default=8, ge=0, le=23)
+
+
 class Settings(BaseSettings):
     """Everything SPEC §2 names. Env ``HOMEWATCH_*`` beats the YAML file beats defaults."""
 
@@ -252,6 +260,9 @@ class Settings(BaseSettings):
     rejected_keep: int = Field(default=10_000, ge=0)
     rules: RulesConfig = RulesConfig()
     escalation: EscalationConfig = EscalationConfig()
+    #: Uploaded visit photos are kept under this directory.
+    data_dir: Path = Path("homewatch-data")
+    digest: DigestConfig = DigestConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -189,6 +189,8 @@ class QuietHomeWatcher:
                 )
                 .join(Person, Person.id == Device.person_id)
                 .outerjoin(DeviceState, DeviceState.device_id == Device.id)
+                # Somebody taken off the register (moved away, passed away) is not watched.
+                .where(Person.removed_at.is_(None))
                 .order_by(Device.id)
             )
             return [_DeviceView(*row) for row in rows]

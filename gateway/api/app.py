@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
-from gateway.api import routes_alerts, routes_core, routes_twilio, routes_watch
+from gateway.api import (
+    routes_alerts,
+    routes_core,
+    routes_register,
+    routes_reports,
+    routes_twilio,
+    routes_visits,
+    routes_watch,
+)
 from gateway.api.deps import ApiContext
 from gateway.api.status_page import render_status_page
 
@@ -22,6 +30,9 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(routes_core.api)
     app.include_router(routes_core.public)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_register.router)
+    app.include_router(routes_visits.router)
+    app.include_router(routes_reports.router)
     app.include_router(routes_twilio.router)
     app.include_router(routes_watch.router)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -36,12 +36,18 @@ async def login(
             "wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return Token(access_token=issue_token(context.secret_key, user.username, context.clock.now()))
+    # Wall-clock time, not the injected clock: tokens are checked against real time, and a
+    # demo running simulated time 60× faster must still hand out tokens that work now.
+    issued_at = datetime.now(UTC)
+    return Token(access_token=issue_token(context.secret_key, user.username, issued_at))
 
 
 @api.get("/persons", response_model=list[PersonOut], tags=["register"])
-async def persons(user: CurrentUser, session: SessionDep) -> list[PersonOut]:
-    rows = await queries.list_persons(session, **user.scope())
+async def persons(
+    user: CurrentUser, session: SessionDep, include_removed: bool = False
+) -> list[PersonOut]:
+    """The register; persons who left it only with ``include_removed``."""
+    rows = await queries.list_persons(session, include_removed=include_removed, **user.scope())
     return [PersonOut.of(p, mask_id=user.role is Role.HELPER) for p in rows]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -11,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.api.deps import AdminUser, Ctx, CurrentUser, Principal, SessionDep
-from gateway.storage.models import AuditEntry, AwayPeriod, EmergencyMode, Person
+from gateway.register.history import audit_entity
+from gateway.storage.models import AwayPeriod, EmergencyMode, Person
 
 __all__ = ["router"]
 
@@ -67,30 +67,6 @@ def _away_out(row: AwayPeriod) -> AwayOut:
     )
 
 
-def _audit(
-    session: AsyncSession,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    entity: str,
-    entity_id: int,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> None:
-    session.add(
-        AuditEntry(
-            at=at,
-            actor=actor,
-            action=action,
-            entity=entity,
-            entity_id=str(entity_id),
-            before=before,
-            after=after,
-        )
-    )
-
-
 async def _visible_person(session: AsyncSession, user: Principal, person_id: int) -> Person:
     person = await session.get(Person, person_id)
     if person is None or not user.can_see_person(person):
@@ -129,13 +105,14 @@ async def mark_away(
     session.add(row)
     await session.flush()
     out = _away_out(row)
-    _audit(
+    # Its own entity: "person" entries are person snapshots, replayed by the 台账 "as of".
+    audit_entity(
         session,
-        at=now,
+        now=now,
         actor=user.username,
-        action="away",
-        entity="person",
-        entity_id=person_id,
+        entity="away_period",
+        entity_id=row.id,
+        action="create",
         before=None,
         after=out.model_dump(mode="json"),
     )
@@ -155,15 +132,15 @@ async def end_away(
     now = context.clock.now()
     if row.cancelled_at is None and row.ends_at > now:
         row.cancelled_at = max(now, row.starts_at)
-        _audit(
+        audit_entity(
             session,
-            at=now,
+            now=now,
             actor=user.username,
-            action="back",
-            entity="person",
-            entity_id=person_id,
+            entity="away_period",
+            entity_id=away_id,
+            action="end",
             before=None,
-            after={"away_id": away_id},
+            after={"person_id": person_id, "cancelled_at": row.cancelled_at.isoformat()},
         )
     out = _away_out(row)
     await session.commit()
@@ -222,9 +199,9 @@ async def start_emergency_mode(
     session.add(mode)
     await session.flush()
     out = _mode_out(mode)
-    _audit(
+    audit_entity(
         session,
-        at=now,
+        now=now,
         actor=user.username,
         action="start",
         entity="emergency_mode",
@@ -246,9 +223,9 @@ async def end_emergency_mode(user: AdminUser, session: SessionDep, context: Ctx)
     mode.ended_at = now
     mode.ended_by = user.username
     out = _mode_out(mode)
-    _audit(
+    audit_entity(
         session,
-        at=now,
+        now=now,
         actor=user.username,
         action="end",
         entity="emergency_mode",

@@ -74,6 +74,7 @@ class PersonOut(BaseModel):
     address: str
     last_activity_at: datetime | None
     devices: list[str]
+    removed_at: datetime | None = None
 
     @classmethod
     def of(cls, person: Person, *, mask_id: bool) -> PersonOut:
@@ -93,6 +94,7 @@ class PersonOut(BaseModel):
             address=person.address,
             last_activity_at=person.last_activity_at,
             devices=[d.uid for d in person.devices],
+            removed_at=person.removed_at,
         )
 
 

@@ -40,7 +40,9 @@ async def render_status_page(context: ApiContext) -> str:
         online = (
             await session.execute(select(func.count()).where(DeviceState.online.is_(True)))
         ).scalar_one()
-        persons = (await session.execute(select(func.count(Person.id)))).scalar_one()
+        persons = (
+            await session.execute(select(func.count(Person.id)).where(Person.removed_at.is_(None)))
+        ).scalar_one()
     rows = "".join(
         "<tr><td>{code}</td><td>{type}</td><td>{village}{name}</td><td>{time}</td>"
         "<td class='{status}'>{label}</td><td>{by}</td></tr>".format(

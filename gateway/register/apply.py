@@ -88,6 +88,7 @@ def _person_values(spec: PersonSpec, village_id: int, helper_id: int) -> dict[st
 PERSON_FIELDS = (
     "name",
     "gender",
+    "id_number",
     "village_id",
     "categories",
     "care_level",
@@ -98,6 +99,9 @@ PERSON_FIELDS = (
     "address",
     "guardian_name",
     "guardian_phone",
+    "health_status",
+    "lifestyle",
+    "medical_checkup",
     "rules_override",
 )
 

@@ -136,6 +136,8 @@ class Person(Base):
     last_activity_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: Left the register (moved away, died, no longer in difficulty); kept for the history.
+    removed_at: Mapped[datetime | None]
     village: Mapped[Village] = relationship()
     helper: Mapped[Helper | None] = relationship()
     devices: Mapped[list[Device]] = relationship(back_populates="person", order_by="Device.id")

@@ -41,7 +41,11 @@ def _visible_persons(village_id: int | None, helper_id: int | None) -> Select[An
 
 
 async def list_persons(
-    session: AsyncSession, *, village_id: int | None = None, helper_id: int | None = None
+    session: AsyncSession,
+    *,
+    village_id: int | None = None,
+    helper_id: int | None = None,
+    include_removed: bool = False,
 ) -> Sequence[Person]:
     query = (
         select(Person)
@@ -50,6 +54,8 @@ async def list_persons(
         )
         .order_by(Person.id)
     )
+    if not include_removed:
+        query = query.where(Person.removed_at.is_(None))
     if village_id is not None:
         query = query.where(Person.village_id == village_id)
     if helper_id is not None:
