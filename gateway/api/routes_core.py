@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -36,7 +36,11 @@ async def login(
             "wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return Token(access_token=issue_token(context.secret_key, user.username, context.clock.now()))
+    # Wall-clock time, not the injected clock: PyJWT checks iat/exp against the real time,
+    # and under the demo's ScaledClock simulated time runs ahead, so a token stamped with it
+    # would be "not yet valid" seconds later. A login's lifetime is real time anyway.
+    issued_at = datetime.now(UTC)
+    return Token(access_token=issue_token(context.secret_key, user.username, issued_at))
 
 
 @api.get("/persons", response_model=list[PersonOut], tags=["register"])
