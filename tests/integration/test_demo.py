@@ -124,5 +124,8 @@ def test_demo_escalates_and_acknowledges_an_sos_then_stops_cleanly_on_ctrl_c(
     stderr = (tmp_path / "stderr.txt").read_text(encoding="utf-8")
     assert "Traceback" not in stderr, stderr
     wait_for(lambda: "demo stopped" in demo.output, 5, "the closing summary")
-    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", demo.mqtt_port), 1):
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", demo.mqtt_port), 1),
+    ):
         pass  # the embedded broker is closed
