@@ -68,6 +68,20 @@ INJECT_EVERY = timedelta(hours=3)
 _POLL_SECONDS = 0.5  # wall clock: how often the script looks for new alerts
 
 
+class _DemoClock(ScaledClock):
+    """The shared scaled clock, whose sleeps last at least a few real milliseconds.
+
+    The escalation worker polls every simulated second: at 60x that would be 60 database
+    passes a real second, for nothing. Waking a little late costs a few simulated seconds
+    of precision, which no rule or escalation step of minutes notices.
+    """
+
+    MIN_REAL_SLEEP = 0.05
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(max(0.0, seconds) / self.speed, self.MIN_REAL_SLEEP))
+
+
 class DemoError(Exception):
     """The demo cannot start (e.g. a port given on the command line is taken)."""
 
@@ -169,7 +183,7 @@ async def _run(
     database_url = f"sqlite+aiosqlite:///{directory / _DB_FILE}"
     settings = _settings(options, database_url, mqtt_port, port)
     start = await _resume_time(database_url)
-    clock = ScaledClock(options.speed, start=start)
+    clock = _DemoClock(options.speed, start=start)
     households = generate_households(options.households, seed=options.seed, protocol="mixed")
     password = secrets.token_urlsafe(9)
     document = _register_document(households, options.seed)
