@@ -198,7 +198,10 @@ async def _run(
         _as_yaml(document), source="demo register", env={_PASSWORD_ENV: password}
     )
     await apply_provisioning(gateway.db, doc, clock.now(), actor="demo")
+    left_over = await _close_left_over_alerts(gateway)
     _banner(options, settings, directory, mqtt_port, clock, households, document, password)
+    if left_over:
+        say(f"[demo script 演示脚本] closed {left_over} alerts left open by the previous run")
 
     gateway_task = asyncio.create_task(
         gateway.run(stop, run_migrations=False, sockets=[api_socket]), name="gateway"
@@ -430,6 +433,24 @@ def _phone_book(document: dict[str, Any]) -> dict[str, str]:
         if person.get("phone"):
             book[person["phone"]] = f"关爱对象 {person['name']}"
     return book
+
+
+async def _close_left_over_alerts(gateway: Gateway) -> int:
+    """Resolve what an earlier run left open: the first SOS would otherwise join its
+    person's still-open alert (one per person and type) and the story would not be told."""
+    async with gateway.db.session() as session:
+        ids = list(
+            (
+                await session.execute(
+                    select(Alert.id).where(
+                        Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value])
+                    )
+                )
+            ).scalars()
+        )
+    for alert_id in ids:
+        await gateway.alerts.resolve(alert_id, "demo script", "closed when the demo restarted")
+    return len(ids)
 
 
 async def _wait_connected(gateway: Gateway, stop: asyncio.Event) -> None:
