@@ -239,6 +239,7 @@ async def _simulate_and_play(
         f"[demo script 演示脚本] in {FIRST_SOS_AFTER.total_seconds() / 60:g} simulated minute "
         f"{first.resident.name} ({first.village}, {first.key}) presses the SOS button"
     )
+    stats.injected.append(f"sos {first.key}")
     script = asyncio.create_task(
         _play(gateway, clock, households, commands, stats, seed), name="demo-script"
     )
@@ -612,6 +613,7 @@ def _banner(
 def _farewell(summary: RunSummary | None, stats: _Stats, directory: Path) -> None:
     published = summary.published if summary else 0
     say(
-        f"demo stopped: {published} sensor messages published; the demo script acknowledged "
-        f"{stats.acknowledged} and closed {stats.resolved} alerts. Data kept in {directory}"
+        f"demo stopped: {published} sensor messages published; the demo script caused "
+        f"{len(stats.injected)} emergencies, acknowledged {stats.acknowledged} alerts and "
+        f"closed {stats.resolved}. Data kept in {directory}"
     )
