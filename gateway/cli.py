@@ -7,14 +7,14 @@ import asyncio
 import getpass
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, parse_duration
 from gateway.storage.db import Database, migrate
 
 __all__ = ["main"]
@@ -223,6 +223,50 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run_simulator(args)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import DemoError, DemoOptions, run_demo
+
+    # The demo narrates on stdout; routine INFO logs would drown the SMS and calls.
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)
+    options = DemoOptions(
+        speed=args.speed,
+        port=args.port if args.port is not None else 8080,
+        port_fallback=args.port is None,
+        mqtt_port=args.mqtt_port,
+        households=args.households,
+        directory=args.dir,
+        duration=args.duration,
+        config=args.config,
+        seed=args.seed,
+    )
+    try:
+        return asyncio.run(run_demo(options))
+    except DemoError as error:
+        print(f"homewatch demo: {error}", file=sys.stderr)
+        return 2
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return convert
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML configuration (or HOMEWATCH_CONFIG)")
@@ -282,6 +326,60 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         configure_parser(simulate)
     simulate.set_defaults(func=cmd_simulate)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="the whole system on this machine: broker, database, homes, API",
+        description="Embedded MQTT broker, SQLite file, the town's demo register, simulated "
+        "homes and the gateway with its API, in one process. Ctrl-C stops it.",
+    )
+    demo.add_argument(
+        "--speed",
+        type=_positive(float),
+        default=60.0,
+        metavar="N",
+        help="simulated time runs N times faster (default 60: an hour a minute)",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="HTTP port (default 8080, or a free one when 8080 is taken)",
+    )
+    demo.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="embedded MQTT broker's port (default: a free one)",
+    )
+    demo.add_argument(
+        "--households",
+        type=_positive(int),
+        default=12,
+        metavar="N",
+        help="simulated homes with sensors, the pilot village 坝芒村 first (default 12)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="same seed, same homes and people"
+    )
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the SQLite file and the demo's files go (default ./homewatch-demo)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=_duration,
+        default=None,
+        metavar="D",
+        help="stop by itself after D of real time (90s, 5m; default: until Ctrl-C)",
+    )
+    demo.set_defaults(func=cmd_demo)
 
     return parser
 

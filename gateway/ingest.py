@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import aiomqtt
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
@@ -400,6 +401,10 @@ class MqttIngest:
         self._log = _RateLimitedLog()
         self._subscribed: set[str] = set()
         self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{settings.mqtt_client_id}/status"
+        #: MQTT 5 by default (session expiry, receive maximum, shared subscriptions). 3.1.1 is
+        #: for brokers that speak nothing newer, such as the demo's embedded amqtt; its
+        #: ``clean_session=False`` still keeps the session (and unacknowledged messages).
+        self.protocol = aiomqtt.ProtocolVersion.V5
 
     # -- classification (pure apart from the registry lookup) --------------------------
 
@@ -461,9 +466,12 @@ class MqttIngest:
 
     def _make_client(self) -> aiomqtt.Client:
         settings = self.settings
-        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect_properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-        connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        v5 = self.protocol is aiomqtt.ProtocolVersion.V5
+        connect_properties: Properties | None = None
+        if v5:
+            connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            connect_properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+            connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
         tls_context = ssl.create_default_context() if settings.mqtt_tls else None
         client = aiomqtt.Client(
             settings.mqtt_host,
@@ -471,8 +479,10 @@ class MqttIngest:
             identifier=settings.mqtt_client_id,
             username=settings.mqtt_username,
             password=settings.mqtt_password,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
+            protocol=self.protocol,
+            clean_session=None if v5 else False,
+            # paho refuses clean_start on 3.1.1 unless it is left at its default.
+            clean_start=False if v5 else MQTT_CLEAN_START_FIRST_ONLY,
             properties=connect_properties,
             will=aiomqtt.Will(self.status_topic, "offline", qos=1, retain=True),
             tls_context=tls_context,

@@ -36,8 +36,9 @@ async def login(
             "wrong username or password",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # Wall-clock time, not the injected clock: tokens are checked against real time, and a
-    # demo running simulated time 60× faster must still hand out tokens that work now.
+    # Wall-clock time, not the injected clock: PyJWT checks iat/exp against the real time,
+    # and under the demo's ScaledClock simulated time runs ahead, so a token stamped with it
+    # would be "not yet valid" seconds later. A login's lifetime is real time anyway.
     issued_at = datetime.now(UTC)
     return Token(access_token=issue_token(context.secret_key, user.username, issued_at))
 

@@ -1,10 +1,13 @@
-"""The simulator against the machine's real Mosquitto, under a topic prefix of its own."""
+"""The simulator against the machine's real Mosquitto, under a topic prefix of its own, on
+its own and driving a real gateway."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -13,13 +16,23 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+from sqlalchemy import func, select
 
-from gateway.clock import ManualClock, ScaledClock
+from alerts.notifiers import ConsoleNotifier
+from gateway.app import Gateway
+from gateway.cli import main as cli_main
+from gateway.clock import ManualClock, ScaledClock, SystemClock
+from gateway.config import load_settings
+from gateway.register.apply import apply_provisioning
+from gateway.register.provisioning import parse_provisioning
+from gateway.storage.db import migrate
+from gateway.storage.models import Alert, Event, Person, RejectedMessage, UnknownDevice
 from simulator.household import Household, Topics, generate_households, with_protocol
 from simulator.load import run_load
 from simulator.routine import TOWN_TZ
 from simulator.runner import parse_mqtt_url, run_simulation
 from simulator.scenarios import ScenarioName, ScenarioRequest
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +309,96 @@ async def test_simulation_keeps_reconnecting_until_stopped(
     summary = await asyncio.wait_for(run, 5)
     assert summary.reconnects >= 2
     assert summary.published == 0
+
+
+async def test_homewatch_simulate_drives_a_real_gateway_whose_alerts_match_the_ground_truth(
+    mqtt_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """The `homewatch simulate` command, its provisioning file applied to a real gateway on
+    the same Mosquitto: every injected emergency becomes exactly its expected alert."""
+    seed, count = 11, 3
+    homes = generate_households(count, seed=seed, protocol="mixed")
+    common = [
+        *("--households", str(count), "--seed", str(seed), "--protocol", "mixed"),
+        *("--topic-prefix", f"{prefix}/homewatch", "--z2m-base", f"{prefix}/z2m"),
+    ]
+    register = tmp_path / "register.yaml"
+    assert (
+        cli_main(["simulate", *common, "--write-provisioning", str(register), "--provision-only"])
+        == 0
+    )
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'homewatch.db'}"
+    settings = load_settings(
+        database_url=database_url,
+        mqtt_url=mqtt_url,
+        mqtt_client_id=f"gw-{prefix}",
+        mqtt_topic_prefix=prefix,
+        secret_key="k" * 32,
+    )
+    await migrate(database_url)
+    sms = io.StringIO()
+    gateway = Gateway(settings, "k" * 32, clock=SystemClock(), notifier=ConsoleNotifier(sms))
+    await apply_provisioning(
+        gateway.db, parse_provisioning(register.read_text(encoding="utf-8")), datetime.now(UTC)
+    )
+    truth_path = tmp_path / "truth.jsonl"
+    stop = asyncio.Event()
+    async with subscribed(mqtt_url, prefix):
+        running = asyncio.create_task(gateway.run(stop, serve_api=False, run_migrations=False))
+        try:
+            await eventually(lambda: gateway.ingest.connected)
+            simulate = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "simulate",
+                *common,
+                *("--mqtt-url", mqtt_url, "--speed", "600", "--duration", "40m"),
+                *("--start", "2026-03-10T09:00:00+08:00", "--ground-truth", str(truth_path)),
+                *("--scenario", f"sos@+10m,{homes[0].key}", f"fall@+15m,{homes[1].key}"),
+                *("--scenario", f"malformed@+20m,{homes[2].key}"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await asyncio.wait_for(simulate.communicate(), 60)
+            assert simulate.returncode == 0, output.decode()
+            truth = [json.loads(line) for line in truth_path.read_text("utf-8").splitlines()]
+            expected = {(t["expected_alert"], t["person"]) for t in truth if t["expected_alert"]}
+            assert expected == {("sos", homes[0].resident.name), ("fall", homes[1].resident.name)}
+
+            async def raised() -> set[tuple[str, str]]:
+                async with gateway.db.session() as session:
+                    rows = await session.execute(
+                        select(Alert.type, Person.name).join(Person, Person.id == Alert.person_id)
+                    )
+                    return {(kind, name) for kind, name in rows}
+
+            async def all_raised() -> bool:
+                return await raised() == expected
+
+            await wait_until(all_raised, within=10)
+            await asyncio.sleep(0.5)  # nothing else may follow
+            assert await raised() == expected
+            async with gateway.db.session() as session:
+                seen = (await session.execute(select(func.count(Event.id)))).scalar_one()
+                devices = set((await session.execute(select(Event.device_uid))).scalars())
+                rejected = (
+                    await session.execute(select(func.count(RejectedMessage.id)))
+                ).scalar_one()
+                unknown = (
+                    await session.execute(select(func.count()).select_from(UnknownDevice))
+                ).scalar_one()
+            assert seen > 3 * 5, "routines, heartbeats and the scenarios were stored"
+            assert devices == {d.uid for h in homes for d in h.devices}
+            assert rejected >= 1 and unknown == 0  # malformed payloads kept, none acted on
+            assert homes[0].resident.name in sms.getvalue()  # the helper was told
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 20)
+            async with aiomqtt.Client(
+                parse_mqtt_url(mqtt_url).host,
+                parse_mqtt_url(mqtt_url).port,
+                identifier=f"gw-{prefix}",
+                clean_session=True,
+            ):
+                pass  # drop the gateway's persistent session from the shared broker

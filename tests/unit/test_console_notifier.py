@@ -15,23 +15,23 @@ HELPER = "+8613700000001"
 
 async def test_sms_prints_recipient_name_and_body() -> None:
     out = io.StringIO()
-    notifier = ConsoleNotifier(out, directory={HELPER: "李四"})
+    notifier = ConsoleNotifier(out, directory={HELPER: "李四"}, run_tag="r1")
     body = render(
         "taken", "sms", {"taker": "王五", "person": "坝芒村张三", "what": "SOS求助", "code": "A7K2"}
     )
 
     delivery = await notifier.send_sms(HELPER, body, status_callback="http://x/twilio/status")
 
-    assert delivery == Delivery(sid="console-SM-1", status="delivered")
+    assert delivery == Delivery(sid="console-SM-1-r1", status="delivered")
     text = out.getvalue()
     assert "[短信] → +8613700000001（李四）" in text
     assert body in text
-    assert "console-SM-1" in text
+    assert "console-SM-1-r1" in text
 
 
 async def test_call_prints_speech_and_completes() -> None:
     out = io.StringIO()
-    notifier = ConsoleNotifier(out)
+    notifier = ConsoleNotifier(out, run_tag="r1")
     await notifier.send_sms(HELPER, "第一条")
 
     delivery = await notifier.place_call(
@@ -39,11 +39,18 @@ async def test_call_prints_speech_and_completes() -> None:
     )
 
     # One counter for both kinds, so a sid never repeats across SMS and calls.
-    assert delivery == Delivery(sid="console-CA-2", status="completed")
+    assert delivery == Delivery(sid="console-CA-2-r1", status="completed")
     text = out.getvalue()
     assert "[电话] → +8613700000001" in text
     assert "紧急求助。收到请按1。" in text
     assert "（" not in text.splitlines()[-2]  # unknown numbers get no name label
+
+
+async def test_a_restarted_notifier_never_reuses_the_last_runs_sids() -> None:
+    # Sids are unique in the database; a gateway or demo restarted on the same database
+    # counts from 1 again.
+    first, second = ConsoleNotifier(io.StringIO()), ConsoleNotifier(io.StringIO())
+    assert (await first.send_sms(HELPER, "x")).sid != (await second.send_sms(HELPER, "x")).sid
 
 
 async def test_multiline_body_is_indented_under_its_header() -> None:
