@@ -271,13 +271,19 @@ class QuietHomeWatcher:
         closed = await self._last_closed(AlertType.INACTIVITY)
         away_now, returned = await self._away(now)
         factor = await self._inactivity_factor(now)
+        # An SOS or fall being handled already has people on the way: a second alarm about
+        # the same silence would only call them again.
+        in_emergency = {
+            *(await self._open_alerts(AlertType.SOS)),
+            *(await self._open_alerts(AlertType.FALL)),
+        }
         for person_id, last_activity, created_at in persons:
             alert = open_alerts.get(person_id)
             if alert is not None:
                 if last_activity is not None and last_activity >= alert.raised_at:
                     await self._activity_resumed(alert)
                 continue
-            if person_id in away_now:
+            if person_id in away_now or person_id in in_emergency:
                 continue
             baseline = max(
                 t

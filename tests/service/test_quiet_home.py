@@ -414,3 +414,15 @@ async def test_per_person_overrides_ignore_a_bedroom_pir_and_shorten_the_day_qui
             .all()
         )
     assert names == ["卧床老人"], "two quiet hours for her, four for 老人0"
+
+
+async def test_no_inactivity_alarm_while_a_fall_is_being_handled(home: Home) -> None:
+    await home.motion()
+    await home.send(f"{P}/homewatch/{P}-p0-sos/event", {"type": "fall", "id": "f1"})
+    [fall] = await home.alerts(AlertType.FALL)
+    await home.gateway.alerts.acknowledge(fall.id, by="李四")
+    await home.advance(timedelta(hours=5))
+    assert await home.alerts(AlertType.INACTIVITY) == [], "the fall is being handled"
+    await home.gateway.alerts.resolve(fall.id, by="李四", note="送医")
+    await home.tick()
+    assert len(await home.alerts(AlertType.INACTIVITY)) == 1, "still silent once it is closed"
