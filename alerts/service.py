@@ -32,7 +32,7 @@ from sqlalchemy.orm import selectinload
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.templates import ALERT_TEMPLATES, render
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
-from gateway.clock import Clock
+from gateway.clock import Clock, sleep_unless
 from gateway.config import EscalationConfig, EscalationStep, RulesConfig
 from gateway.storage.db import Database
 from gateway.storage.models import (
@@ -811,12 +811,7 @@ class AlertService:
                 await self.tick()
             except Exception:
                 log.exception("escalation pass failed; retrying")
-            sleeper = asyncio.ensure_future(self.clock.sleep(poll_seconds))
-            waker = asyncio.ensure_future(self.wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({sleeper, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (sleeper, waker, stopper):
-                task.cancel()
+            await sleep_unless(self.clock, poll_seconds, self.wake, stop)
 
 
 async def _skip_pending(

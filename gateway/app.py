@@ -20,7 +20,7 @@ from alerts.service import AlertService
 from alerts.types import AlertGroup, AlertType
 from gateway.api.app import create_app
 from gateway.api.deps import ApiContext
-from gateway.clock import Clock, SystemClock
+from gateway.clock import Clock, SystemClock, sleep_unless
 from gateway.config import ConfigError, Settings
 from gateway.events import EventKind
 from gateway.ingest import MqttIngest, RoutedEvent
@@ -162,11 +162,7 @@ class Gateway:
                 await self.check_broker_link()
             except Exception:
                 log.exception("broker link check failed")
-            sleeper = asyncio.ensure_future(self.clock.sleep(poll_seconds))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            stopper.cancel()
+            await sleep_unless(self.clock, poll_seconds, stop)
 
     async def run(
         self,

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "ScaledClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "ScaledClock", "SystemClock", "sleep_unless"]
 
 
 class Clock(Protocol):
@@ -74,3 +74,17 @@ class ManualClock:
         deadline = self._now + timedelta(seconds=max(0.0, seconds))
         while self._now < deadline:
             await self._changed.wait()
+
+
+async def sleep_unless(clock: Clock, seconds: float, *events: asyncio.Event) -> None:
+    """Sleep ``seconds`` of ``clock`` time, waking early as soon as any of ``events`` is set
+    (the background loops' pause: a stop request must not wait out the poll interval)."""
+    waiters = [
+        asyncio.ensure_future(clock.sleep(seconds)),
+        *(asyncio.ensure_future(event.wait()) for event in events),
+    ]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select
 
 from alerts.service import AlertService
 from alerts.types import AlertStatus, AlertTrigger, AlertType
-from gateway.clock import Clock
+from gateway.clock import Clock, sleep_unless
 from gateway.config import RulesConfig, Settings
 from gateway.events import EventKind
 from gateway.ingest import RoutedEvent
@@ -165,11 +165,7 @@ class QuietHomeWatcher:
                 await self.tick()
             except Exception:
                 log.exception("quiet-home pass failed; retrying")
-            sleeper = asyncio.ensure_future(self.clock.sleep(self.poll_seconds))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            stopper.cancel()
+            await sleep_unless(self.clock, self.poll_seconds, stop)
 
     # -- reading the facts ------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from alerts.templates import format_people, render
-from gateway.clock import Clock
+from gateway.clock import Clock, sleep_unless
 from gateway.config import DigestConfig
 from gateway.register.compliance import (
     emergency_factor,
@@ -159,8 +159,4 @@ async def digest_loop(
                 on_queued()
         except Exception:
             log.exception("visit digest pass failed; retrying")
-        sleeper = asyncio.ensure_future(clock.sleep(interval_seconds))
-        stopper = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (sleeper, stopper):
-            task.cancel()
+        await sleep_unless(clock, interval_seconds, stop)
