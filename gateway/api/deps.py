@@ -17,10 +17,11 @@ from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.register.vocabulary import Role
 from gateway.security import TokenError, decode_token
+from gateway.storage import register_queries as rq
 from gateway.storage.db import Database
 from gateway.storage.models import Person, User
 
-__all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep"]
+__all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep", "visible_person"]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
@@ -113,3 +114,12 @@ def require_admin(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
+
+
+async def visible_person(person_id: int, user: Principal, session: AsyncSession) -> Person:
+    """The person with village and helper loaded, or 404 when absent or not the user's to see
+    (the same answer either way: a helper cannot probe for other villages' ids)."""
+    person = await rq.person_with_relations(session, person_id)
+    if person is None or not user.can_see_person(person):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id}")
+    return person

@@ -13,7 +13,14 @@ from typing import Any, NoReturn
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel
 
-from gateway.api.deps import AdminUser, Ctx, CurrentUser, Principal, SessionDep
+from gateway.api.deps import (
+    AdminUser,
+    Ctx,
+    CurrentUser,
+    Principal,
+    SessionDep,
+    visible_person,
+)
 from gateway.api.errors import field_error
 from gateway.api.schemas import DeviceOut
 from gateway.api.schemas_register import (
@@ -382,16 +389,9 @@ async def delete_helper(
 # --------------------------------------------------------------------------- persons
 
 
-async def _visible_person(person_id: int, user: Principal, session: SessionDep) -> Person:
-    person = await rq.person_with_relations(session, person_id)
-    if person is None or not user.can_see_person(person):
-        _not_found(f"person {person_id}")
-    return person
-
-
 @router.get("/persons/{person_id}", response_model=PersonDetailOut)
 async def get_person(person_id: int, user: CurrentUser, session: SessionDep) -> PersonDetailOut:
-    person = await _visible_person(person_id, user, session)
+    person = await visible_person(person_id, user, session)
     return PersonDetailOut.of(person, mask_id=user.role is Role.HELPER)
 
 
@@ -453,7 +453,7 @@ async def update_person(
     person_id: int, body: PersonPatch, user: CurrentUser, session: SessionDep, context: Ctx
 ) -> PersonDetailOut:
     _require_writer(user)
-    person = await _visible_person(person_id, user, session)
+    person = await visible_person(person_id, user, session)
     before = person_snapshot(person)
     changes = _changes(body, _NULLABLE_PERSON_FIELDS)
     await _check_person_values({**before, **changes}, changes, user, session, person.id)
@@ -487,7 +487,7 @@ async def remove_person(
     taken off the register too (the hardware is collected), so nothing raises alerts for a
     home nobody watches any more."""
     _require_writer(user)
-    person = await _visible_person(person_id, user, session)
+    person = await visible_person(person_id, user, session)
     if person.removed_at is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, "the person has already left the register")
     now = context.clock.now()
@@ -527,7 +527,7 @@ async def restore_person(
 ) -> PersonDetailOut:
     """Back on the register (removed by mistake, or in difficulty again)."""
     _require_writer(user)
-    person = await _visible_person(person_id, user, session)
+    person = await visible_person(person_id, user, session)
     if person.removed_at is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "the person is on the register")
     now = context.clock.now()
@@ -556,7 +556,7 @@ async def delete_person(
     """Undo a person entered by mistake. Someone with visits or alerts has a history the
     register must keep, so they cannot be deleted (409)."""
     _require_writer(user)
-    person = await _visible_person(person_id, user, session)
+    person = await visible_person(person_id, user, session)
     if await rq.person_has_records(session, person_id):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
@@ -594,7 +594,7 @@ async def delete_person(
 async def get_person_history(
     person_id: int, user: CurrentUser, session: SessionDep
 ) -> list[AuditOut]:
-    await _visible_person(person_id, user, session)
+    await visible_person(person_id, user, session)
     entries = await person_history(session, person_id)
     return [AuditOut.of(e, mask_id=user.role is Role.HELPER) for e in entries]
 

@@ -9,9 +9,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.api.deps import AdminUser, Ctx, CurrentUser, Principal, SessionDep
+from gateway.api.deps import AdminUser, Ctx, CurrentUser, SessionDep, visible_person
 from gateway.register.history import audit_entity
-from gateway.storage.models import AwayPeriod, EmergencyMode, Person
+from gateway.storage.models import AwayPeriod, EmergencyMode
 
 __all__ = ["router"]
 
@@ -67,16 +67,9 @@ def _away_out(row: AwayPeriod) -> AwayOut:
     )
 
 
-async def _visible_person(session: AsyncSession, user: Principal, person_id: int) -> Person:
-    person = await session.get(Person, person_id)
-    if person is None or not user.can_see_person(person):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no person {person_id}")
-    return person
-
-
 @router.get("/persons/{person_id}/away", response_model=list[AwayOut])
 async def list_away(person_id: int, user: CurrentUser, session: SessionDep) -> list[AwayOut]:
-    await _visible_person(session, user, person_id)
+    await visible_person(person_id, user, session)
     rows = await session.execute(
         select(AwayPeriod).where(AwayPeriod.person_id == person_id).order_by(AwayPeriod.starts_at)
     )
@@ -89,7 +82,7 @@ async def mark_away(
 ) -> AwayOut:
     """Helpers and officers mark a resident away: inactivity is not watched until
     ``ends_at`` (SOS and falls still are)."""
-    await _visible_person(session, user, person_id)
+    await visible_person(person_id, user, session)
     now = context.clock.now()
     starts_at = body.starts_at or now
     if body.ends_at <= starts_at:
@@ -125,7 +118,7 @@ async def end_away(
     person_id: int, away_id: int, user: CurrentUser, session: SessionDep, context: Ctx
 ) -> AwayOut:
     """Back early: watching resumes now (with a fresh quiet period)."""
-    await _visible_person(session, user, person_id)
+    await visible_person(person_id, user, session)
     row = await session.get(AwayPeriod, away_id)
     if row is None or row.person_id != person_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no away period {away_id}")
