@@ -34,6 +34,7 @@ from gateway.devices import is_ignorable, parse
 from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.metrics import Metrics
 from gateway.registry import DeviceRegistry, Route
+from gateway.rules.sensors import is_sign_of_life
 from gateway.storage.db import Database
 from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
 
@@ -284,12 +285,7 @@ class EventStore:
     def _counts_as_activity(self, routed: RoutedEvent, door_changed: bool) -> bool:
         if self._activity_judge is not None:
             return self._activity_judge(routed, door_changed)
-        kind, state = routed.event.kind, routed.event.state
-        return (
-            kind is EventKind.CHECK_IN
-            or (kind is EventKind.MOTION and state is not False)
-            or (kind is EventKind.DOOR and door_changed)
-        )
+        return is_sign_of_life(routed.event, door_changed=door_changed)
 
     async def _store_rejected(self, session: AsyncSession, rejected: list[_Rejected]) -> None:
         if not rejected or self.rejected_keep == 0:

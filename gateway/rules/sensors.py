@@ -21,7 +21,17 @@ from enum import StrEnum
 from gateway.config import RulesConfig
 from gateway.events import EventKind, SensorEvent
 
-__all__ = ["FaultChange", "SensorFault", "SensorHealth"]
+__all__ = ["FaultChange", "SensorFault", "SensorHealth", "is_sign_of_life"]
+
+
+def is_sign_of_life(event: SensorEvent, *, door_changed: bool) -> bool:
+    """Somebody moving about, judged on the report alone: motion detected, a door changing
+    position, a check-in press. "No motion" is a sensor clearing its state, not a person."""
+    if event.kind is EventKind.DOOR:
+        return door_changed
+    if event.kind is EventKind.MOTION:
+        return event.state is not False
+    return event.kind is EventKind.CHECK_IN
 
 
 class SensorFault(StrEnum):
@@ -76,19 +86,14 @@ class SensorHealth:
         healthy = True
         if event.kind is EventKind.DOOR:
             healthy = self._door(event, person_id, rules, changed=door_changed)
-            sign_of_life = door_changed
         elif event.kind is EventKind.MOTION:
             healthy = self._moving(event, person_id, rules)
-            # "No motion" is a sensor clearing its state, not a person.
-            sign_of_life = event.state is not False
-        else:
-            sign_of_life = event.kind is EventKind.CHECK_IN
         if (
             event.device_uid in rules.inactivity.ignore_devices
             and event.kind is not EventKind.CHECK_IN
         ):
             return False
-        return sign_of_life and healthy
+        return is_sign_of_life(event, door_changed=door_changed) and healthy
 
     def _door(
         self, event: SensorEvent, person_id: int, rules: RulesConfig, *, changed: bool
