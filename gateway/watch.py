@@ -64,6 +64,9 @@ _EMERGENCY_SWEEP = timedelta(minutes=30)
 _EMERGENCY_GRACE = timedelta(seconds=10)
 
 
+_ActiveAlerts = dict[AlertType, dict[int, Alert]]
+
+
 @dataclass(frozen=True, slots=True)
 class _DeviceView:
     uid: str
@@ -155,9 +158,12 @@ class QuietHomeWatcher:
         await self._apply_fault_changes(self.sensors.take_changes())
         await self._sweep_emergencies(now)
         devices = await self._devices()
-        await self._check_inactivity(now, devices)
-        await self._check_doors(now, devices)
-        await self._check_device_health(now, devices)
+        # One read of the active alerts serves every check: each check raises or closes
+        # only its own types, so none needs to see another's changes within the tick.
+        active = await self._active_alerts()
+        await self._check_inactivity(now, devices, active)
+        await self._check_doors(now, devices, active)
+        await self._check_device_health(now, devices, active)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -191,12 +197,14 @@ class QuietHomeWatcher:
             )
             return [_DeviceView(*row) for row in rows]
 
-    async def _open_alerts(self, alert_type: AlertType) -> dict[int, Alert]:
+    async def _active_alerts(self) -> _ActiveAlerts:
+        """Open and acknowledged alerts by type, then person (one per person and type)."""
+        active: _ActiveAlerts = {alert_type: {} for alert_type in AlertType}
         async with self.db.session() as session:
-            rows = await session.execute(
-                select(Alert).where(Alert.type == alert_type.value, Alert.status.in_(_ACTIVE))
-            )
-            return {alert.person_id: alert for alert in rows.scalars()}
+            rows = await session.execute(select(Alert).where(Alert.status.in_(_ACTIVE)))
+            for alert in rows.scalars():
+                active[AlertType(alert.type)][alert.person_id] = alert
+        return active
 
     async def _last_closed(self, alert_type: AlertType) -> dict[int, datetime]:
         """When each person's last alert of this type was closed (no re-alert for the same
@@ -244,7 +252,9 @@ class QuietHomeWatcher:
 
     # -- inactivity -------------------------------------------------------------------
 
-    async def _check_inactivity(self, now: datetime, devices: list[_DeviceView]) -> None:
+    async def _check_inactivity(
+        self, now: datetime, devices: list[_DeviceView], active: _ActiveAlerts
+    ) -> None:
         watched: set[int] = {
             d.person_id
             for d in devices
@@ -263,16 +273,13 @@ class QuietHomeWatcher:
                     )
                 )
             ).all()
-        open_alerts = await self._open_alerts(AlertType.INACTIVITY)
+        open_alerts = active[AlertType.INACTIVITY]
         closed = await self._last_closed(AlertType.INACTIVITY)
         away_now, returned = await self._away(now)
         factor = await self._inactivity_factor(now)
         # An SOS or fall being handled already has people on the way: a second alarm about
         # the same silence would only call them again.
-        in_emergency = {
-            *(await self._open_alerts(AlertType.SOS)),
-            *(await self._open_alerts(AlertType.FALL)),
-        }
+        in_emergency = {*active[AlertType.SOS], *active[AlertType.FALL]}
         for person_id, last_activity, created_at in persons:
             alert = open_alerts.get(person_id)
             if alert is not None:
@@ -309,8 +316,10 @@ class QuietHomeWatcher:
 
     # -- door left open at night --------------------------------------------------------
 
-    async def _check_doors(self, now: datetime, devices: list[_DeviceView]) -> None:
-        open_alerts = await self._open_alerts(AlertType.DOOR_OPEN_NIGHT)
+    async def _check_doors(
+        self, now: datetime, devices: list[_DeviceView], active: _ActiveAlerts
+    ) -> None:
+        open_alerts = active[AlertType.DOOR_OPEN_NIGHT]
         closed = await self._last_closed(AlertType.DOOR_OPEN_NIGHT)
         open_doors: dict[int, _DeviceView] = {}
         for device in devices:
@@ -354,7 +363,9 @@ class QuietHomeWatcher:
             return last
         return None
 
-    async def _check_device_health(self, now: datetime, devices: list[_DeviceView]) -> None:
+    async def _check_device_health(
+        self, now: datetime, devices: list[_DeviceView], active: _ActiveAlerts
+    ) -> None:
         offline: dict[int, tuple[_DeviceView, datetime]] = {}
         low: dict[int, _DeviceView] = {}
         recovered_battery: dict[int, bool] = {}
@@ -370,7 +381,7 @@ class QuietHomeWatcher:
                     recovered_battery[device.person_id] = False
                 else:
                     recovered_battery.setdefault(device.person_id, True)
-        open_offline = await self._open_alerts(AlertType.DEVICE_OFFLINE)
+        open_offline = active[AlertType.DEVICE_OFFLINE]
         for person_id, alert in open_offline.items():
             if person_id not in offline:
                 await self.alerts.resolve(alert.id, by=_SYSTEM, note="设备恢复在线")
@@ -388,7 +399,7 @@ class QuietHomeWatcher:
                         },
                     )
                 )
-        open_low = await self._open_alerts(AlertType.BATTERY_LOW)
+        open_low = active[AlertType.BATTERY_LOW]
         for person_id, alert in open_low.items():
             if recovered_battery.get(person_id, False):
                 await self.alerts.resolve(alert.id, by=_SYSTEM, note="电池已更换")
