@@ -4,10 +4,11 @@ through the real HTTP server acknowledge; a kill -9 mid-escalation loses and rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,27 +19,20 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.clock import SystemClock
-from gateway.config import load_settings
+from gateway.config import Settings, load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import register_yaml
+from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.services import GatewayProcess, free_port
 
 pytestmark = pytest.mark.integration
 
 HELPER = "+8613700000001"
 TEAM = ("+8613900000001", "+8613900000002")
-ACCOUNT = "AC" + "0" * 32
-TOKEN = "fake-auth-token-0123456789abcdef"
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio(account_sid=ACCOUNT, auth_token=TOKEN) as fake:
-        yield fake
 
 
 @dataclass
@@ -65,17 +59,18 @@ def _settings(database_url: str, prefix: str, port: int, twilio: FakeTwilio, **e
     )
 
 
-@pytest.fixture
-async def live(
-    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, prefix: str, *, watch_poll_seconds: float | None = None
 ) -> AsyncIterator[Live]:
-    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
-    port = free_port()
-    settings = _settings(database_url, mqtt_prefix, port, twilio)
-    await migrate(database_url)
+    """A migrated, provisioned (one resident) gateway running in this loop until exit;
+    its persistent MQTT session is wiped afterwards."""
+    await migrate(settings.database_url)
     gateway = Gateway(settings, "k" * 32, clock=SystemClock())
+    if watch_poll_seconds is not None:
+        gateway.watch.poll_seconds = watch_poll_seconds
     await apply_provisioning(
-        gateway.db, parse_provisioning(register_yaml(mqtt_prefix, persons=1)), datetime.now(UTC)
+        gateway.db, parse_provisioning(register_yaml(prefix, persons=1)), datetime.now(UTC)
     )
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop, run_migrations=False))
@@ -90,14 +85,22 @@ async def live(
 
         await wait_until(api_up, within=10)
     try:
-        yield Live(gateway, settings.public_url, mqtt_prefix)
+        yield Live(gateway, settings.public_url, prefix)
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
-        async with aiomqtt.Client(
-            "127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}", clean_session=True
-        ):
+        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"gw-{prefix}", clean_session=True):
             pass
+
+
+@pytest.fixture
+async def live(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    settings = _settings(database_url, mqtt_prefix, free_port(), twilio)
+    async with running_gateway(settings, mqtt_prefix) as running:
+        yield running
 
 
 async def _press_sos(prefix: str, press_id: str) -> None:

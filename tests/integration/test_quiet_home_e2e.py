@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiomqtt
@@ -14,16 +14,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from gateway.app import Gateway
-from gateway.clock import SystemClock
-from gateway.register.apply import apply_provisioning
-from gateway.register.provisioning import parse_provisioning
-from gateway.storage.db import migrate
 from gateway.storage.models import Alert, AuditEntry
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
-from tests.helpers import register_yaml
-from tests.integration.test_alerts_e2e import ACCOUNT, HELPER, TOKEN, Live, _settings
+from tests.integration.test_alerts_e2e import (
+    HELPER,
+    Live,
+    _settings,
+    running_gateway,
+)
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -45,12 +44,6 @@ FAST_WELLBEING = {
 
 
 @pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio(account_sid=ACCOUNT, auth_token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
 async def quiet_live(
     database_url: str,
     mqtt_prefix: str,
@@ -58,28 +51,11 @@ async def quiet_live(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Live]:
     monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
-    port = free_port()
     settings = _settings(
-        database_url, mqtt_prefix, port, twilio, rules=FAST_RULES, escalation=FAST_WELLBEING
+        database_url, mqtt_prefix, free_port(), twilio, rules=FAST_RULES, escalation=FAST_WELLBEING
     )
-    await migrate(database_url)
-    gateway = Gateway(settings, "k" * 32, clock=SystemClock())
-    gateway.watch.poll_seconds = 0.2
-    await apply_provisioning(
-        gateway.db, parse_provisioning(register_yaml(mqtt_prefix, persons=1)), datetime.now(UTC)
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop, run_migrations=False))
-    await wait_until(lambda: gateway.ingest.connected, within=10)
-    try:
-        yield Live(gateway, settings.public_url, mqtt_prefix)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        async with aiomqtt.Client(
-            "127.0.0.1", 1883, identifier=f"gw-{mqtt_prefix}", clean_session=True
-        ):
-            pass
+    async with running_gateway(settings, mqtt_prefix, watch_poll_seconds=0.2) as running:
+        yield running
 
 
 async def _publish(prefix: str, device: str, payload: dict[str, object]) -> None:
