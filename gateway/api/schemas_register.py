@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from gateway.api.schemas import PersonOut
 from gateway.register.compliance import ComplianceRow, ComplianceSummary
 from gateway.register.idnumber import describe_problem, mask
 from gateway.register.phones import normalize_phone
@@ -237,61 +238,33 @@ class PersonPatch(_In):
     medical_checkup: LongText | None = None
 
 
-class PersonDetailOut(BaseModel):
-    id: int
-    name: str
-    gender: str
-    id_number: str
+class PersonDetailOut(PersonOut):
+    """The list's :class:`PersonOut` plus what the register edits: ids, guardian, the
+    health record and timestamps."""
+
     village_id: int
-    village: str
-    categories: list[str]
-    care_level: str
     helper_id: int | None
-    helper_name: str | None
-    helper_phone: str | None
-    measures: str
-    phone: str | None
-    notes: str
-    address: str
     guardian_name: str | None
     guardian_phone: str | None
     health_status: str
     lifestyle: str
     medical_checkup: str
-    last_activity_at: datetime | None
-    devices: list[str]
     created_at: datetime
     updated_at: datetime
-    removed_at: datetime | None
 
     @classmethod
     def of(cls, person: Person, *, mask_id: bool) -> PersonDetailOut:
         return cls(
-            id=person.id,
-            name=person.name,
-            gender=person.gender,
-            id_number=mask(person.id_number) if mask_id else person.id_number,
+            **PersonOut.of(person, mask_id=mask_id).model_dump(),
             village_id=person.village_id,
-            village=person.village.name,
-            categories=list(person.categories),
-            care_level=person.care_level,
             helper_id=person.helper_id,
-            helper_name=person.helper.name if person.helper else None,
-            helper_phone=person.helper.phone if person.helper else None,
-            measures=person.measures,
-            phone=person.phone,
-            notes=person.notes,
-            address=person.address,
             guardian_name=person.guardian_name,
             guardian_phone=person.guardian_phone,
             health_status=person.health_status,
             lifestyle=person.lifestyle,
             medical_checkup=person.medical_checkup,
-            last_activity_at=person.last_activity_at,
-            devices=[d.uid for d in person.devices],
             created_at=person.created_at,
             updated_at=person.updated_at,
-            removed_at=person.removed_at,
         )
 
 
