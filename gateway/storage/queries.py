@@ -28,10 +28,12 @@ __all__ = [
     "list_persons",
     "list_rejected",
     "list_unknown_devices",
+    "visible_person_ids",
 ]
 
 
-def _visible_persons(village_id: int | None, helper_id: int | None) -> Select[Any]:
+def visible_person_ids(village_id: int | None, helper_id: int | None) -> Select[Any]:
+    """Ids of the persons a user scoped to ``village_id``/``helper_id`` may see."""
     query = select(Person.id)
     if village_id is not None:
         query = query.where(Person.village_id == village_id)
@@ -78,7 +80,7 @@ async def list_devices(
 ) -> Sequence[Device]:
     query = select(Device).options(selectinload(Device.state)).order_by(Device.id)
     if village_id is not None or helper_id is not None:
-        query = query.where(Device.person_id.in_(_visible_persons(village_id, helper_id)))
+        query = query.where(Device.person_id.in_(visible_person_ids(village_id, helper_id)))
     return (await session.execute(query)).scalars().all()
 
 
@@ -98,7 +100,7 @@ async def list_events(
     if since:
         conditions.append(Event.received_at >= since)
     if village_id is not None or helper_id is not None:
-        conditions.append(Event.person_id.in_(_visible_persons(village_id, helper_id)))
+        conditions.append(Event.person_id.in_(visible_person_ids(village_id, helper_id)))
     total = (await session.execute(select(func.count(Event.id)).where(*conditions))).scalar_one()
     rows = (
         (
@@ -153,7 +155,7 @@ async def list_alerts(
     if status:
         query = query.where(Alert.status == status)
     if village_id is not None or helper_id is not None:
-        query = query.where(Alert.person_id.in_(_visible_persons(village_id, helper_id)))
+        query = query.where(Alert.person_id.in_(visible_person_ids(village_id, helper_id)))
     return (await session.execute(query)).scalars().all()
 
 

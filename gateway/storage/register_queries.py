@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -20,6 +19,7 @@ from gateway.storage.models import (
     Village,
     Visit,
 )
+from gateway.storage.queries import visible_person_ids
 
 __all__ = [
     "count_persons_of_helper",
@@ -37,7 +37,6 @@ __all__ = [
     "town_name",
     "village_by_name",
     "village_with_team",
-    "visible_person_ids",
     "year_rows",
 ]
 
@@ -145,15 +144,6 @@ async def device_with_person(session: AsyncSession, uid: str) -> Device | None:
             .where(Device.uid == uid)
         )
     ).scalar_one_or_none()
-
-
-def visible_person_ids(village_id: int | None, helper_id: int | None) -> Select[Any]:
-    query = select(Person.id)
-    if village_id is not None:
-        query = query.where(Person.village_id == village_id)
-    if helper_id is not None:
-        query = query.where(Person.helper_id == helper_id)
-    return query
 
 
 async def list_visits(
