@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
 
-from gateway.devices import DeviceSpec, TopicRole, device_topics, parse
-from gateway.events import EventKind, PayloadError, SensorEvent
+from gateway.devices import DeviceSpec, TopicRole, device_topics
+from gateway.events import EventKind
 from gateway.register.vocabulary import DeviceKind, Protocol
+from tests.unit.device_payloads import NOW, kinds, msg, rejected
 
-NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 TS = datetime(2025, 3, 1, 7, 59, 58, tzinfo=UTC).timestamp()
 
 DW2 = DeviceSpec("bm-dw", DeviceKind.DOOR, Protocol.SHELLY, "shellies/shellydw2-483FDA825A31")
@@ -20,23 +19,6 @@ BUTTON1 = DeviceSpec("bm-b1", DeviceKind.SOS, Protocol.SHELLY, "shellies/shellyb
 PLUS_SOS = DeviceSpec("bm-i4", DeviceKind.SOS, Protocol.SHELLY, "shellyplusi4-a8032ab1c2d3")
 PLUS_DOOR = DeviceSpec("bm-p1", DeviceKind.DOOR, Protocol.SHELLY, "shellyplus1-a8032ab1c2d4")
 PLUS_HT = DeviceSpec("bm-ht", DeviceKind.MULTI, Protocol.SHELLY, "shellyplusht-b8d61a8b17cc")
-
-
-def msg(
-    device: DeviceSpec, role: TopicRole, payload: object, *, retained: bool = False
-) -> list[SensorEvent]:
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return parse(device, role, raw, retained=retained, received_at=NOW)
-
-
-def kinds(events: list[SensorEvent]) -> list[EventKind]:
-    return [e.kind for e in events]
-
-
-def rejected(device: DeviceSpec, role: TopicRole, payload: object) -> PayloadError:
-    with pytest.raises(PayloadError) as info:
-        msg(device, role, payload)
-    return info.value
 
 
 def test_topics_cover_both_generations() -> None:

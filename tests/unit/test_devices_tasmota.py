@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
 
-from gateway.devices import DeviceSpec, TopicRole, device_topics, parse
-from gateway.events import EventKind, PayloadError, SensorEvent
+from gateway.devices import DeviceSpec, TopicRole, device_topics
+from gateway.events import EventKind
 from gateway.register.vocabulary import DeviceKind, Protocol
-
-NOW = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+from tests.unit.device_payloads import NOW, kinds, msg, rejected
 
 
 def spec(kind: DeviceKind, topic: str = "bm-dev") -> DeviceSpec:
@@ -24,23 +22,6 @@ SOS = spec(DeviceKind.SOS, "bm-sos")
 FALL = spec(DeviceKind.FALL, "bm-fall")
 MULTI = spec(DeviceKind.MULTI, "bm-multi")
 ZB_DOOR = spec(DeviceKind.DOOR, "zbbridge/662E")
-
-
-def msg(
-    device: DeviceSpec, role: TopicRole, payload: object, *, retained: bool = False
-) -> list[SensorEvent]:
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return parse(device, role, raw, retained=retained, received_at=NOW)
-
-
-def kinds(events: list[SensorEvent]) -> list[EventKind]:
-    return [e.kind for e in events]
-
-
-def rejected(device: DeviceSpec, role: TopicRole, payload: object) -> PayloadError:
-    with pytest.raises(PayloadError) as info:
-        msg(device, role, payload)
-    return info.value
 
 
 def test_topics_follow_the_default_full_topic() -> None:
