@@ -19,6 +19,15 @@ from tests.services import scratch_pg_database
 MQTT_URL = os.environ.get("HOMEWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 
+@pytest.fixture(autouse=True)
+def _own_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's gateway settings are the ones it writes down: HOMEWATCH_* variables of the
+    shell running the suite (a developer's zone, notifier, config file) never leak in."""
+    for name in list(os.environ):
+        if name.startswith("HOMEWATCH_") and not name.startswith("HOMEWATCH_TEST_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def run_id() -> str:
     return uuid.uuid4().hex[:10]

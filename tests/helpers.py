@@ -1,9 +1,15 @@
-"""Builders shared by tests: a small valid register."""
+"""Builders shared by tests: a small valid register, a pinned clock, template matching."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import re
+import string
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from alerts.templates import TEMPLATES, Channel
+from gateway.clock import ScaledClock
 from gateway.register.idnumber import check_digit
 
 
@@ -58,3 +64,57 @@ users:
   - {{username: admin, role: town_admin, password_env: HW_TEST_ADMIN_PASSWORD}}
   - {{username: lisi, role: helper, phone: "+8613700000001", password_env: HW_TEST_ADMIN_PASSWORD}}
 """
+
+
+# --- Time and messages in tests that run a gateway ------------------------------------------
+#
+# A gateway started with the system clock behaves differently depending on when the suite
+# runs (the weekly visit digest goes out at once after its weekday and hour; night windows;
+# month ends). Tests that run one own their clock: wall-speed time from a pinned instant.
+
+TOWN = ZoneInfo("Asia/Shanghai")
+
+#: A Wednesday mid-morning in the town: a weekday, daytime, mid-month, mid-year, and after
+#: every date the tests write down.
+GATEWAY_START = datetime(2026, 6, 10, 10, 0, tzinfo=TOWN)
+
+#: Digest settings under which no digest is due while a test runs from GATEWAY_START
+#: (Sunday 23:00, days later); tests that want one say so.
+NO_DIGEST_DURING_TEST: dict[str, int] = {"weekday": 7, "hour": 23}
+
+
+def pinned_clock(start: datetime = GATEWAY_START) -> ScaledClock:
+    """Wall-speed time that starts at ``start`` whatever today is (escalation waits of a few
+    real seconds still pass in a few real seconds)."""
+    return ScaledClock(1.0, start=start)
+
+
+def gateway_config(**extra: object) -> dict[str, object]:
+    """The settings a test gateway runs with besides its own database and broker: the town's
+    zone and a digest that is not due, spelled out rather than taken from the defaults."""
+    return {"timezone": "Asia/Shanghai", "digest": NO_DIGEST_DURING_TEST, **extra}
+
+
+def template_pattern(name: str, channel: Channel = "sms") -> re.Pattern[str]:
+    """A regular expression matching any rendering of template ``name``."""
+    parts: list[str] = []
+    for literal, field, _, _ in string.Formatter().parse(TEMPLATES[name].text(channel)):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(".*?")
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def is_template(body: str, name: str, channel: Channel = "sms") -> bool:
+    """Whether ``body`` is a rendering of template ``name`` (how tests pick the message they
+    mean among everything a gateway sent, never by position)."""
+    return template_pattern(name, channel).fullmatch(body) is not None
+
+
+def sms_of(
+    messages: Iterable[Mapping[str, str]], template: str, *, to: str | None = None
+) -> list[Mapping[str, str]]:
+    """The fake Twilio's messages rendered from ``template`` (to ``to``, if given), in order."""
+    return [
+        m for m in messages if is_template(m["Body"], template) and (to is None or m["To"] == to)
+    ]

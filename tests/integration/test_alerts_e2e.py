@@ -10,7 +10,6 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -18,14 +17,14 @@ import httpx
 import pytest
 
 from gateway.app import Gateway
-from gateway.clock import SystemClock
+from gateway.clock import Clock
 from gateway.config import Settings, load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
-from tests.helpers import register_yaml
+from tests.helpers import gateway_config, pinned_clock, register_yaml, sms_of
 from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.services import GatewayProcess, free_port
 
@@ -55,22 +54,28 @@ def _settings(database_url: str, prefix: str, port: int, twilio: FakeTwilio, **e
         twilio_auth_token=TOKEN,
         twilio_from="+15005550006",
         twilio_api_base=twilio.base_url,
-        **extra,
+        **gateway_config(**extra),
     )
 
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, prefix: str, *, watch_poll_seconds: float | None = None
+    settings: Settings,
+    prefix: str,
+    *,
+    watch_poll_seconds: float | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Live]:
-    """A migrated, provisioned (one resident) gateway running in this loop until exit;
+    """A migrated, provisioned (one resident) gateway running in this loop until exit, on
+    ``clock`` (default: wall-speed time from a pinned Wednesday morning, whatever today is);
     its persistent MQTT session is wiped afterwards."""
     await migrate(settings.database_url)
-    gateway = Gateway(settings, "k" * 32, clock=SystemClock())
+    clock = clock or pinned_clock()
+    gateway = Gateway(settings, "k" * 32, clock=clock)
     if watch_poll_seconds is not None:
         gateway.watch.poll_seconds = watch_poll_seconds
     await apply_provisioning(
-        gateway.db, parse_provisioning(register_yaml(prefix, persons=1)), datetime.now(UTC)
+        gateway.db, parse_provisioning(register_yaml(prefix, persons=1)), clock.now()
     )
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop, run_migrations=False))
@@ -116,10 +121,12 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
     live: Live, twilio: FakeTwilio
 ) -> None:
     await _press_sos(live.prefix, "p-1")
-    await twilio.wait_for_async(lambda: len(twilio.messages) >= 1 and len(twilio.calls) >= 1, 10)
-    sms = twilio.messages[0]
+    await twilio.wait_for_async(
+        lambda: sms_of(twilio.messages, "sos_alert") and len(twilio.calls) >= 1, 10
+    )
+    [sms] = sms_of(twilio.messages, "sos_alert")
     assert sms["To"] == HELPER and "老人0" in sms["Body"] and "回复1" in sms["Body"]
-    call = twilio.calls[0]
+    [call] = twilio.calls
     assert call["To"] == HELPER and call["Url"].startswith(f"{live.public_url}/twilio/voice/")
 
     async with httpx.AsyncClient() as client:
@@ -161,15 +168,43 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
         ("voice", HELPER),
     }
     assert all(n["sid"] for n in sent)
-    await twilio.wait_for_async(lambda: any("已确认" in m["Body"] for m in twilio.messages), 10)
+    await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
+
+
+async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway started after the digest's weekday and hour sends the week's visit digest
+    at once (issue #10): the helper's phone gets both, and a reply acknowledges the alert."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    # The pinned Wednesday 10:00 is two days after the Monday 08:00 digest.
+    settings = _settings(
+        database_url, mqtt_prefix, free_port(), twilio, digest={"weekday": 1, "hour": 8}
+    )
+    async with running_gateway(settings, mqtt_prefix) as live:
+        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "visit_digest"), 10)
+        await _press_sos(live.prefix, "d-1")
+        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "sos_alert"), 10)
+        [digest] = sms_of(twilio.messages, "visit_digest", to=HELPER)
+        assert "6月8日至14日" in digest["Body"] and "老人0" in digest["Body"]
+        [alert_sms] = sms_of(twilio.messages, "sos_alert", to=HELPER)
+        assert "紧急求助" in alert_sms["Body"]
+        async with httpx.AsyncClient() as client:
+            reply = await twilio.post_signed(
+                f"{live.public_url}/twilio/sms",
+                twilio.inbound_sms_params(HELPER, "1"),
+                client=client,
+            )
+        assert reply.status_code == 200
+        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
 
 
 async def test_key_1_in_the_call_acknowledges_and_tells_the_others(
     live: Live, twilio: FakeTwilio
 ) -> None:
     await _press_sos(live.prefix, "p-2")
-    await twilio.wait_for_async(lambda: len(twilio.calls) >= 1, 10)
-    call = twilio.calls[0]
+    await twilio.wait_for_async(lambda: any(c["To"] == HELPER for c in twilio.calls), 10)
+    call = next(c for c in twilio.calls if c["To"] == HELPER)
     async with httpx.AsyncClient() as client:
         answer = await twilio.post_signed(
             call["Url"] + "/gather", twilio.gather_params(call, "1"), client=client
@@ -207,11 +242,14 @@ async def test_twilio_outage_during_a_step_is_retried(live: Live, twilio: FakeTw
 def test_kill_9_mid_escalation_resumes_without_repeating(
     sqlite_url: str, tmp_path: Path, run_id: str, twilio: FakeTwilio
 ) -> None:
-    """The real `homewatch run` process, killed after the helper's step; short waits."""
+    """The real `homewatch run` process, killed after the helper's step; short waits. The
+    process runs on the system clock: a weekly digest may come out at any time of the week,
+    so only the alert's messages are counted."""
     prefix = f"kx{run_id}"
     port = free_port()
     config = tmp_path / "homewatch.yaml"
     config.write_text(
+        "timezone: Asia/Shanghai\n"
         "escalation:\n  emergency:\n"
         "    - {notify: helper, channels: [sms], wait: 4s}\n"
         "    - {notify: village_team, channels: [sms], wait: 4s}\n"
@@ -239,13 +277,13 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
     gateway.start()
     try:
         asyncio.run(_press_sos(prefix, "k-1"))
-        twilio.wait_for(lambda: len(twilio.messages) == 1, 10)
+        twilio.wait_for(lambda: len(sms_of(twilio.messages, "sos_alert")) == 1, 10)
         gateway.kill9()
         time.sleep(1.0)
         gateway.start()
-        twilio.wait_for(lambda: len(twilio.messages) >= 3, 30)
+        twilio.wait_for(lambda: len(sms_of(twilio.messages, "sos_alert")) >= 3, 30)
         time.sleep(2.0)
-        recipients = [m["To"] for m in twilio.messages]
+        recipients = [m["To"] for m in sms_of(twilio.messages, "sos_alert")]
         assert recipients.count(HELPER) == 1, "the helper's step must not be repeated"
         assert sorted(recipients[1:3]) == sorted(TEAM)
         assert len(recipients) == 3, "the duty line waits its turn"

@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aiomqtt
 import pytest
@@ -14,14 +13,13 @@ from sqlalchemy import func, select
 
 from alerts.notifiers import ConsoleNotifier
 from gateway.app import Gateway
-from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from gateway.storage.models import Alert, DeviceState, Event, Person, RejectedMessage, UnknownDevice
 from tests.conftest import wait_until
-from tests.helpers import register_yaml
+from tests.helpers import gateway_config, pinned_clock, register_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +43,13 @@ async def running(
         mqtt_client_id=f"gw-{mqtt_prefix}",
         mqtt_topic_prefix=mqtt_prefix,
         secret_key="x" * 32,
+        **gateway_config(),
     )
     await migrate(database_url)
-    gateway = Gateway(settings, "x" * 32, clock=SystemClock(), notifier=ConsoleNotifier())
+    clock = pinned_clock()
+    gateway = Gateway(settings, "x" * 32, clock=clock, notifier=ConsoleNotifier())
     doc = parse_provisioning(register_yaml(mqtt_prefix, persons=2))
-    await apply_provisioning(gateway.db, doc, datetime.now(UTC))
+    await apply_provisioning(gateway.db, doc, clock.now())
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop, run_migrations=False, serve_api=False))
     await wait_until(lambda: gateway.ingest.connected, within=10)

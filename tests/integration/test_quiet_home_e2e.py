@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiomqtt
 import httpx
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from gateway.storage.models import Alert, AuditEntry
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
+from tests.helpers import sms_of
 from tests.integration.test_alerts_e2e import (
     HELPER,
     Live,
@@ -77,7 +78,7 @@ async def test_pre_alarm_call_then_check_in_over_mqtt_cancels(
 ) -> None:
     await _publish(quiet_live.prefix, "pir", {"type": "motion", "state": True, "id": "m1"})
     await twilio.wait_for_async(lambda: any(c["To"] == RESIDENT for c in twilio.calls), 15)
-    assert not any(m["To"] == HELPER for m in twilio.messages), "the resident is asked first"
+    assert not sms_of(twilio.messages, "inactivity_alert"), "the resident is asked first"
     await _publish(quiet_live.prefix, "sos", {"type": "check_in", "id": "c1"})
 
     async def cancelled() -> bool:
@@ -85,7 +86,7 @@ async def test_pre_alarm_call_then_check_in_over_mqtt_cancels(
 
     await wait_until(cancelled, within=10)
     await asyncio.sleep(5)  # past the resident step's wait
-    assert not any(m["To"] == HELPER for m in twilio.messages)
+    assert not sms_of(twilio.messages, "inactivity_alert")
     assert not any(c["To"] == HELPER for c in twilio.calls)
 
 
@@ -95,9 +96,9 @@ async def test_unanswered_pre_alarm_reaches_the_helper(
 ) -> None:
     await _publish(quiet_live.prefix, "pir", {"type": "motion", "state": True, "id": "m1"})
     await twilio.wait_for_async(lambda: any(c["To"] == RESIDENT for c in twilio.calls), 15)
-    await twilio.wait_for_async(lambda: any(m["To"] == HELPER for m in twilio.messages), 15)
-    sms = next(m for m in twilio.messages if m["To"] == HELPER)
-    assert "长时间没有活动" in sms["Body"]
+    await twilio.wait_for_async(lambda: sms_of(twilio.messages, "inactivity_alert"), 15)
+    [sms] = sms_of(twilio.messages, "inactivity_alert")
+    assert sms["To"] == HELPER and "长时间没有活动" in sms["Body"]
     [alert] = await _inactivity_alerts(quiet_live)
     assert alert.status == "open" and alert.step_index == 1
 
@@ -116,7 +117,7 @@ async def test_away_and_emergency_mode_through_the_api_are_audited(
         auth = {"Authorization": f"Bearer {token}"}
         persons = (await client.get("/api/v1/persons", headers=auth)).json()
         person_id = persons[0]["id"]
-        until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+        until = (quiet_live.gateway.clock.now() + timedelta(days=3)).isoformat()
         bad = await client.post(
             f"/api/v1/persons/{person_id}/away",
             json={"ends_at": "2020-01-01T00:00:00+00:00"},

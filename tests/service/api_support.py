@@ -23,7 +23,7 @@ from gateway.register.provisioning import parse_provisioning
 from gateway.security import hash_password
 from gateway.storage.db import Database
 from gateway.storage.models import Helper, User, Village
-from tests.helpers import register_yaml
+from tests.helpers import GATEWAY_START, register_yaml
 
 PASSWORD = "correct-horse-battery"
 SECRET = "s" * 32
@@ -65,7 +65,7 @@ async def add_user(
                 role=role,
                 village_id=village_id,
                 helper_id=helper_id,
-                created_at=datetime(2026, 1, 1).astimezone(),
+                created_at=datetime(2026, 1, 1, tzinfo=UTC),
             )
         )
 
@@ -75,9 +75,11 @@ async def running_api(db: Database, tmp_path: Path, *, persons: int = 2) -> Asyn
     """The register of tests.helpers (坝芒村, helper 李四, users admin and lisi) plus a second
     village 隘口村 with its own helper 周强 and officers ``akofficer`` and ``bmofficer``.
 
-    The clock starts at the real time: bearer tokens are checked against the wall clock.
+    The clock starts at a pinned Wednesday morning whatever today is (month, week and day
+    windows are then the same on every run); bearer tokens are stamped and checked with the
+    wall clock, so they stay valid however far a test moves this one.
     """
-    clock = ManualClock(datetime.now(UTC))
+    clock = ManualClock(GATEWAY_START)
     text = register_yaml("api", persons=persons).replace(
         "helpers:\n",
         "  - name: 隘口村\n    emergency_team: []\nhelpers:\n"
