@@ -154,9 +154,8 @@ class AlertService:
                     # Another process opened it a moment ago (or the code collided): join it.
                     await session.rollback()
                     continue
-            log.warning(
-                "alert %s raised: %s for person %s", alert.code, alert.type, alert.person_id
-            )
+            # INFO: raising an alert is the gateway doing its job, not something going wrong.
+            log.info("alert %s raised: %s for person %s", alert.code, alert.type, alert.person_id)
             if self._on_alert_raised is not None:
                 self._on_alert_raised(alert)
             self.wake.set()
@@ -628,7 +627,7 @@ class AlertService:
                 )
             code = alert.code
         self.wake.set()
-        log.warning("alert %s acknowledged by %s", code, by)
+        log.info("alert %s acknowledged by %s", code, by)
         return AckResult(alert_id, code, by, False)
 
     async def _tell_everyone(
@@ -714,6 +713,7 @@ class AlertService:
         return await self.acknowledge(row.alert_id, row.recipient_name)
 
     async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+        """Close the alert; everybody already notified hears it is over (``resolved``)."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
             alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
@@ -731,7 +731,14 @@ class AlertService:
             alert.next_step_at = None
             alert.version += 1
             await _skip_pending(session, alert_id, now)
+            # After _skip_pending, which would otherwise skip these too. A helper who was
+            # called about it must not be left wondering whether somebody went.
+            params = await self._alert_params(session, alert)
+            await self._tell_everyone(
+                session, alert.id, "resolved", params | {"by": by}, now, except_phone=None
+            )
         self.wake.set()
+        log.info("alert %s resolved by %s", alert.code, by)
         return alert
 
     async def cancel(self, alert_id: int, *, by: str, reason: str) -> bool:

@@ -234,6 +234,8 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 async def run_gateway(settings: Settings, *, run_migrations: bool = True) -> None:
     """`homewatch run`: until SIGTERM/SIGINT."""
     secret = settings.require_production_secret()
+    if settings.require_chosen_notifier() == "console":
+        log.warning("console notifier: SMS and calls are only printed here, nobody is reached")
     stop = asyncio.Event()
     install_stop_signals(stop)
     gateway = Gateway(settings, secret)

@@ -267,15 +267,35 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _global_options(parser: argparse.ArgumentParser, *, given_only: bool) -> None:
+    """``--config`` and ``-v``, accepted before and after the subcommand.
+
+    A subparser writes its defaults over the namespace the main parser filled, so in the
+    subcommands (``given_only``) the options default to "absent": ``homewatch --config
+    x.yaml run`` keeps ``x.yaml`` instead of silently losing it to ``run``'s default.
+    """
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML configuration (or HOMEWATCH_CONFIG)",
+        default=argparse.SUPPRESS if given_only else None,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging",
+        default=argparse.SUPPRESS if given_only else False,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="YAML configuration (or HOMEWATCH_CONFIG)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _global_options(common, given_only=True)
     parser = argparse.ArgumentParser(
-        prog="homewatch",
-        description="Homewatch (智慧看家) smart home-watch gateway",
-        parents=[common],
+        prog="homewatch", description="Homewatch (智慧看家) smart home-watch gateway"
     )
+    _global_options(parser, given_only=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", parents=[common], help="the production gateway")

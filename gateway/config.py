@@ -5,8 +5,11 @@ One pydantic model per concern, unknown keys refused, thresholds as data.
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,7 +38,10 @@ __all__ = [
     "Settings",
     "load_settings",
     "parse_duration",
+    "unknown_environment",
 ]
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _ISO_DURATION = re.compile(
@@ -336,6 +342,20 @@ class Settings(BaseSettings):
             raise ConfigError("HOMEWATCH_SECRET_KEY is too short: use at least 16 characters")
         return key
 
+    def require_chosen_notifier(self) -> str:
+        """`run` refuses to fall back to printing SMS and calls on its console: a production
+        gateway left that way by mistake would swallow every SOS. The console notifier is
+        fine when it is asked for by name."""
+        if self.notifier is None and not self.twilio_account_sid:
+            raise ConfigError(
+                "homewatch run has no way to reach anybody: configure Twilio "
+                "(HOMEWATCH_TWILIO_ACCOUNT_SID, HOMEWATCH_TWILIO_AUTH_TOKEN, "
+                "HOMEWATCH_TWILIO_FROM), or choose the console notifier explicitly "
+                "(HOMEWATCH_NOTIFIER=console, or `notifier: console` in the file) to only "
+                "print SMS and calls"
+            )
+        return self.notifier_name
+
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
@@ -346,8 +366,50 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+#: HOMEWATCH_* variables that are read, but are not settings.
+_NOT_SETTINGS = frozenset({"HOMEWATCH_CONFIG"})
+#: The test suite's own variables (tests/conftest.py, tests/services.py).
+_TEST_VARIABLES = "HOMEWATCH_TEST_"
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``HOMEWATCH_*`` variable that no setting reads (a misspelling is
+    otherwise silently ignored), suggesting the setting it was probably meant to be.
+
+    ``HOMEWATCH_…_PASSWORD`` variables that resemble no setting are left alone: the
+    provisioning file names users' passwords that way (``password_env``).
+    """
+    fields = sorted(name.upper() for name in Settings.model_fields)
+    messages = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if (
+            not upper.startswith("HOMEWATCH_")
+            or upper in _NOT_SETTINGS
+            or upper.startswith(_TEST_VARIABLES)
+        ):
+            continue
+        key = upper.removeprefix("HOMEWATCH_").split("__", 1)[0]
+        if key in fields:
+            continue
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.8)
+        if close:
+            messages.append(
+                f"{name} is not a setting and is ignored: did you mean HOMEWATCH_{close[0]}?"
+            )
+        elif not upper.endswith("_PASSWORD"):
+            messages.append(f"{name} is not a setting and is ignored")
+    return messages
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build settings from the YAML file (``--config`` or ``HOMEWATCH_CONFIG``) and env."""
+    """Build settings from the YAML file (``--config`` or ``HOMEWATCH_CONFIG``) and env.
+
+    Unknown ``HOMEWATCH_*`` variables are logged as warnings (see
+    :func:`unknown_environment`); unknown keys in the file are an error.
+    """
+    for message in unknown_environment(os.environ):
+        log.warning("%s", message)
     path = config_file or os.environ.get("HOMEWATCH_CONFIG")
     data: dict[str, Any] = {}
     source = "environment"

@@ -39,6 +39,7 @@ from alerts.types import AlertGroup, AlertStatus
 from gateway.app import Gateway
 from gateway.clock import Clock, ScaledClock
 from gateway.config import Settings, load_settings
+from gateway.folder_lock import FolderInUseError, lock_folder
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import Database, migrate
@@ -150,12 +151,17 @@ async def run_demo(options: DemoOptions, *, stop: asyncio.Event | None = None) -
         _stop_on_signals(stop)
     _tolerant_stdout()
     directory = _demo_directory(options.directory)
-    api_socket = _bind_api_socket(options.port, fallback=options.port_fallback)
-    try:
-        async with _embedded_broker(options.mqtt_port) as mqtt_port:
-            await _run(options, directory, api_socket, mqtt_port, stop)
-    finally:
-        api_socket.close()
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock_folder(directory, what="homewatch demo"))
+        except FolderInUseError as error:
+            raise DemoError(str(error)) from None
+        api_socket = _bind_api_socket(options.port, fallback=options.port_fallback)
+        try:
+            async with _embedded_broker(options.mqtt_port) as mqtt_port:
+                await _run(options, directory, api_socket, mqtt_port, stop)
+        finally:
+            api_socket.close()
     return 0
 
 
@@ -352,6 +358,9 @@ def _settings(options: DemoOptions, database_url: str, mqtt_port: int, port: int
             "api_host": "127.0.0.1",
             "api_port": port,
             "public_url": f"http://127.0.0.1:{port}",
+            # The demo prints SMS and calls unless Twilio is configured; chosen by name,
+            # as `run` requires (the API's /healthz then says which one is in use).
+            "notifier": base.notifier_name,
         }
     )
 

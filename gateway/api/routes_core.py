@@ -113,7 +113,13 @@ async def healthz(context: Ctx) -> JSONResponse:
     database = "ok" if await context.db.ping() else "unreachable"
     healthy = mqtt_state == "connected" and database == "ok"
     return JSONResponse(
-        {"status": "ok" if healthy else "degraded", "mqtt": mqtt_state, "database": database},
+        {
+            "status": "ok" if healthy else "degraded",
+            "mqtt": mqtt_state,
+            "database": database,
+            # Which channel reaches people: "console" only prints (demo, development).
+            "notifier": context.alerts.notifier.name,
+        },
         status_code=200 if healthy else 503,
     )
 

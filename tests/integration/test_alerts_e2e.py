@@ -334,6 +334,8 @@ async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helper
         assert {d["uid"] for d in mine} == {f"{p}-p0-{k}" for k in ("sos", "pir", "zsos", "door")}
         listed = {d["uid"]: d for d in (await client.get(f"{base}/devices", headers=admin)).json()}
         assert listed[f"{p}-p0-pir"]["battery"] == 77
+        health = (await client.get(f"{live.public_url}/healthz")).json()
+        assert health["notifier"] == "twilio", "healthz names the channel that reaches people"
         metrics = (await client.get(f"{live.public_url}/metrics")).text
         assert 'homewatch_events_total{result="accepted"}' in metrics
         assert 'homewatch_events_total{result="unknown_device"}' in metrics

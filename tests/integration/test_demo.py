@@ -89,7 +89,12 @@ def test_demo_escalates_and_acknowledges_an_sos_then_stops_cleanly_on_ctrl_c(
     username, password = demo.login()
     wait_for(lambda: _api_up(demo.url), 20, "/healthz to answer 200")
     health = httpx.get(f"{demo.url}/healthz").json()
-    assert health == {"status": "ok", "mqtt": "connected", "database": "ok"}
+    assert health == {
+        "status": "ok",
+        "mqtt": "connected",
+        "database": "ok",
+        "notifier": "console",
+    }
 
     token = httpx.post(
         f"{demo.url}/api/v1/auth/token", data={"username": username, "password": password}

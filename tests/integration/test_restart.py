@@ -70,6 +70,7 @@ def test_kill_9_mid_drain_and_publish_while_down_loses_and_duplicates_nothing(
         "HOMEWATCH_MQTT_CLIENT_ID": f"gw-{prefix}",
         "HOMEWATCH_SECRET_KEY": "s" * 32,
         "HOMEWATCH_API_PORT": str(free_port()),
+        "HOMEWATCH_NOTIFIER": "console",
         "HW_TEST_ADMIN_PASSWORD": "correct-horse-battery",
     }
     provisioning = tmp_path / "register.yaml"

@@ -263,3 +263,30 @@ async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
     async with db.session() as session:
         stored = await session.get(Alert, alert.id)
     assert stored is not None and stored.step_round == 1
+
+
+async def test_closing_an_alert_tells_everybody_who_was_notified(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    service = _service(db, clock, notifier)
+    alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await service.tick()
+    clock.advance(timedelta(minutes=3))
+    await service.tick()  # the helper, then the team, have been told
+    assert await service.acknowledge_by_sms(TEAM[0], "1") is not None
+    await service.tick()
+    clock.advance(timedelta(minutes=20))
+    await service.resolve(alert.id, "王五", "已上门查看，老人无大碍")
+    await service.tick()
+    for phone in (HELPER, *TEAM):
+        closed = [t for t in notifier.to(phone, "sms") if t.startswith("处理完毕")]
+        assert len(closed) == 1, phone
+        assert "坝芒村老人0" in closed[0] and alert.code in closed[0] and "王五" in closed[0]
+    assert not notifier.to(DUTY), "the duty line was never called about it"
+    sent_before = len(notifier.sent)
+    await service.resolve(alert.id, "王五")
+    clock.advance(timedelta(hours=1))
+    await service.tick()
+    assert len(notifier.sent) == sent_before, "closing twice tells nobody twice"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_settings, parse_duration
+from gateway.config import ConfigError, load_settings, parse_duration, unknown_environment
 
 
 @pytest.mark.parametrize(
@@ -56,3 +57,36 @@ def test_environment_overrides_the_file_and_unknown_keys_are_refused(
 def test_run_refuses_missing_or_placeholder_secrets(secret: str | None) -> None:
     with pytest.raises(ConfigError, match="HOMEWATCH_SECRET_KEY"):
         load_settings(secret_key=secret).require_production_secret()
+
+
+def test_unknown_homewatch_variables_are_named_with_the_setting_they_resemble() -> None:
+    environ = {
+        "HOMEWATCH_TIMEZNE": "UTC",
+        "HOMEWATCH_TIMEZONE": "Asia/Shanghai",
+        "HOMEWATCH_RULES__BATTERY_LOW": "20",
+        "HOMEWATCH_CONFIG": "homewatch.yaml",
+        "HOMEWATCH_TEST_PG": "postgresql://",
+        "HOMEWATCH_ADMIN_PASSWORD": "a provisioning file's password_env",
+        "HOMEWATCH_SHINY": "1",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_environment(environ) == [
+        "HOMEWATCH_SHINY is not a setting and is ignored",
+        "HOMEWATCH_TIMEZNE is not a setting and is ignored: did you mean HOMEWATCH_TIMEZONE?",
+    ]
+
+
+def test_loading_settings_warns_about_a_misspelled_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HOMEWATCH_SECRET_KY", "x" * 32)
+    with caplog.at_level(logging.WARNING, logger="gateway.config"):
+        load_settings()
+    assert "did you mean HOMEWATCH_SECRET_KEY?" in caplog.text
+
+
+def test_run_refuses_to_fall_back_to_the_console_unless_it_is_chosen() -> None:
+    with pytest.raises(ConfigError, match="HOMEWATCH_NOTIFIER=console"):
+        load_settings().require_chosen_notifier()
+    assert load_settings(notifier="console").require_chosen_notifier() == "console"
+    assert load_settings(twilio_account_sid="AC1").require_chosen_notifier() == "twilio"
