@@ -404,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _only_applied_migrations(record: logging.LogRecord) -> bool:
+    """Alembic's INFO lines on every command ("Context impl SQLiteImpl", "Will assume
+    transactional DDL") say nothing; a migration actually applied is worth a line."""
+    return record.levelno > logging.INFO or record.getMessage().startswith("Running upgrade")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -411,6 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("alembic.runtime.migration").addFilter(_only_applied_migrations)
     try:
         result: int = args.func(args)
     except ConfigError as error:

@@ -123,6 +123,28 @@ class _Stats:
     injected: list[str] = field(default_factory=list)
 
 
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 person``, ``2 persons``: the narration is read, so it should read right."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
+class _TownTimeFormatter(logging.Formatter):
+    """Log lines stamped with the demo's simulated town time, the time its SMS headings and
+    its banner show, instead of the machine's wall clock in whatever zone it runs."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__("%(asctime)s town time %(levelname)s %(name)s: %(message)s")
+        self._clock = clock
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return f"{self._clock.now().astimezone(TOWN_TZ):%m-%d %H:%M}"
+
+
+def _log_in_town_time(clock: Clock) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_TownTimeFormatter(clock))
+
+
 def say(text: str) -> None:
     """Print a line of the demo's own narration, at once (output may be a pipe)."""
     print(text, flush=True)
@@ -190,6 +212,7 @@ async def _run(
     settings = _settings(options, database_url, mqtt_port, port)
     start = await _resume_time(database_url)
     clock = _DemoClock(options.speed, start=start)
+    _log_in_town_time(clock)
     households = generate_households(options.households, seed=options.seed, protocol="mixed")
     password = secrets.token_urlsafe(9)
     document = _register_document(households, options.seed)
@@ -209,7 +232,10 @@ async def _run(
     left_over = await _close_left_over_alerts(gateway)
     _banner(options, settings, directory, mqtt_port, clock, households, document, password)
     if left_over:
-        say(f"[demo script 演示脚本] closed {left_over} alerts left open by the previous run")
+        say(
+            f"[demo script 演示脚本] closed {_count(left_over, 'alert')} left open by the "
+            "previous run"
+        )
 
     gateway_task = asyncio.create_task(
         gateway.run(stop, run_migrations=False, sockets=[api_socket]), name="gateway"
@@ -461,7 +487,7 @@ async def _close_left_over_alerts(gateway: Gateway) -> int:
             ).scalars()
         )
     for alert_id in ids:
-        await gateway.alerts.resolve(alert_id, "demo script", "closed when the demo restarted")
+        await gateway.alerts.resolve(alert_id, "演示脚本", "演示重新启动时关闭")
     return len(ids)
 
 
@@ -610,8 +636,9 @@ def _banner(
         f"  login 登录:          {ADMIN_USERNAME} / {password}   (town_admin; new each start)",
         f"  simulated time:      {started:%Y-%m-%d %H:%M} town time, {options.speed:g}x faster",
         f"  homes with sensors:  {len(households)} ({homes}; 坝芒村 is the pilot village)",
-        f"  register 台账:       {len(document['villages'])} villages, "
-        f"{len(document['persons'])} persons, {len(document['helpers'])} helpers",
+        f"  register 台账:       {_count(len(document['villages']), 'village')}, "
+        f"{_count(len(document['persons']), 'person')}, "
+        f"{_count(len(document['helpers']), 'helper')}",
         f"  MQTT broker:         mqtt://127.0.0.1:{mqtt_port} (embedded)",
         f"  SMS and calls:       {notifier}",
         f"  data:                {directory}",
@@ -624,7 +651,8 @@ def _banner(
 def _farewell(summary: RunSummary | None, stats: _Stats, directory: Path) -> None:
     published = summary.published if summary else 0
     say(
-        f"demo stopped: {published} sensor messages published; the demo script caused "
-        f"{len(stats.injected)} emergencies, acknowledged {stats.acknowledged} alerts and "
-        f"closed {stats.resolved}. Data kept in {directory}"
+        f"demo stopped: {_count(published, 'sensor message')} published; the demo script "
+        f"caused {_count(len(stats.injected), 'emergency', 'emergencies')}, acknowledged "
+        f"{_count(stats.acknowledged, 'alert')} and closed {stats.resolved}. "
+        f"Data kept in {directory}"
     )

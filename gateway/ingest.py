@@ -522,7 +522,16 @@ class MqttIngest:
                     await self._consume(client, stop)
                     await client.publish(self.status_topic, "offline", qos=1, retain=True)
             except aiomqtt.MqttError as error:
-                log.warning("broker connection lost: %s; retrying in %.0fs", error, backoff)
+                if self.connected:
+                    log.warning("broker connection lost: %s; retrying in %.0fs", error, backoff)
+                else:  # never got as far as connected: nothing was lost
+                    log.warning(
+                        "cannot connect to the broker at %s:%s: %s; retrying in %.0fs",
+                        self.settings.mqtt_host,
+                        self.settings.mqtt_port,
+                        error,
+                        backoff,
+                    )
             except Exception:
                 # Unacknowledged messages are redelivered on the next connection: reconnecting
                 # is always safe, stopping ingest never is.

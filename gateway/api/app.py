@@ -15,6 +15,7 @@ from gateway.api import (
     routes_watch,
 )
 from gateway.api.deps import ApiContext
+from gateway.api.docs import install_offline_docs
 from gateway.api.status_page import render_status_page
 
 __all__ = ["create_app"]
@@ -25,7 +26,10 @@ def create_app(context: ApiContext) -> FastAPI:
         title="Homewatch 智慧看家",
         version="0.1.0",
         description="Smart home-watch gateway: register, sensor events, alerts and escalation.",
+        docs_url=None,  # served by install_offline_docs, without a CDN
+        redoc_url=None,
     )
+    install_offline_docs(app)
     app.state.context = context
     app.include_router(routes_core.api)
     app.include_router(routes_core.public)

@@ -128,7 +128,9 @@ def test_demo_escalates_and_acknowledges_an_sos_then_stops_cleanly_on_ctrl_c(
     assert time.monotonic() - started < 15
     stderr = (tmp_path / "stderr.txt").read_text(encoding="utf-8")
     assert "Traceback" not in stderr, stderr
+    assert "WARNING alerts" not in stderr, "raising or taking an alert is not a warning"
     wait_for(lambda: "demo stopped" in demo.output, 5, "the closing summary")
+    assert "caused 1 emergency," in demo.output, "one SOS within the first minute"
     with (
         pytest.raises(ConnectionRefusedError),
         socket.create_connection(("127.0.0.1", demo.mqtt_port), 1),

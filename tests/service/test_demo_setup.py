@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.demo import DemoError, _bind_api_socket, _register_document, _resume_time
+from gateway.demo import (
+    DemoError,
+    _bind_api_socket,
+    _count,
+    _register_document,
+    _resume_time,
+)
 from gateway.register.provisioning import parse_provisioning
 from gateway.register.vocabulary import Category
 from gateway.storage.db import Database, migrate
@@ -94,3 +100,10 @@ async def test_the_clock_resumes_after_a_previous_run_so_time_never_runs_backwar
     finally:
         await db.dispose()
     assert await _resume_time(url) == ahead + timedelta(minutes=1)
+
+
+def test_the_narration_counts_in_good_english() -> None:
+    assert _count(1, "emergency", "emergencies") == "1 emergency"
+    assert _count(2, "emergency", "emergencies") == "2 emergencies"
+    assert _count(1, "person") == "1 person"
+    assert _count(0, "person") == "0 persons"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ def test_run_without_a_real_notifier_refuses_to_start(
     assert main(["run"]) == 2
     assert "HOMEWATCH_NOTIFIER=console" in capsys.readouterr().err
     assert not (tmp_path / "hw.db").exists(), "refused before touching anything"
+
+
+def test_migrations_log_only_what_they_apply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HOMEWATCH_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'hw.db'}")
+    with caplog.at_level(logging.INFO):
+        assert main(["migrate"]) == 0
+        first = [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
+        caplog.clear()
+        assert main(["migrate"]) == 0
+        again = [r.getMessage() for r in caplog.records if r.name.startswith("alembic")]
+    assert first and all(m.startswith("Running upgrade") for m in first)
+    assert again == [], "nothing to apply, nothing said"
