@@ -64,6 +64,8 @@ SENDING_GRACE = timedelta(minutes=2)
 #: Candidate rows read per claim, per free slot: room to skip routine rows of a provider
 #: whose bucket is empty in favour of another provider's.
 _CANDIDATES_PER_SLOT = 4
+#: Claim rounds when other processes keep taking the chosen rows first.
+_CLAIM_ATTEMPTS = 3
 #: On stop, sends in flight get this long to finish.
 _DRAIN_SECONDS = 10.0
 
@@ -281,7 +283,22 @@ class Outbox:
         """
         if limit <= 0:
             return [], 0
-        now = self.clock.now()
+        # Losing every chosen row to another process does not mean nothing is due.
+        for _attempt in range(_CLAIM_ATTEMPTS):
+            now = self.clock.now()
+            chosen, spent = await self._candidates(limit, emergency_only=emergency_only, now=now)
+            if not chosen:
+                return [], 0
+            to_send, claimed = await self._take(chosen, spent, now)
+            if claimed:
+                return to_send, claimed
+        return [], 0
+
+    async def _candidates(
+        self, limit: int, *, emergency_only: bool, now: datetime
+    ) -> tuple[list[int], dict[int, str]]:
+        """Due row ids in claim order, routine ones only as far as their buckets allow;
+        and the provider of each routine row chosen (its token was spent)."""
         query = (
             select(
                 Notification.id,
@@ -307,8 +324,13 @@ class Outbox:
                     continue
                 spent[notification_id] = provider
             chosen.append(notification_id)
-        if not chosen:
-            return [], 0
+        return chosen, spent
+
+    async def _take(
+        self, chosen: list[int], spent: dict[int, str], now: datetime
+    ) -> tuple[list[Notification], int]:
+        """Compare-and-set ``pending`` → ``sending`` on ``chosen``: what another process
+        claimed first is not returned (and its routine token is given back)."""
         async with self.db.session() as session, session.begin():
             won = set(
                 (

@@ -113,11 +113,23 @@ async def test_racing_workers_claim_each_row_once(db: Database, clock: ManualClo
     now = clock.now()
     await _queue(db, [_row(n, Priority(n % 4), now, age=timedelta(seconds=n)) for n in range(200)])
     recorders = [Recorder() for _ in range(3)]
-    outboxes = [_outbox(db, clock, r, UNLIMITED, worker=f"w{i}") for i, r in enumerate(recorders)]
-    counts = await asyncio.gather(*(o.send_pending() for o in outboxes))
+    # Each worker with its own engine and connection pool, as separate processes have.
+    engines = [Database(db.url) for _ in recorders]
+    outboxes = [
+        _outbox(engine, clock, r, UNLIMITED, worker=f"w{i}")
+        for i, (engine, r) in enumerate(zip(engines, recorders, strict=True))
+    ]
+    try:
+        counts = await asyncio.gather(*(o.send_pending() for o in outboxes))
+    finally:
+        for engine in engines:
+            await engine.dispose()
     assert sum(counts) == 200
     everything = [token for r in recorders for token in r.sent]
     assert len(everything) == len(set(everything)) == 200
+    async with db.session() as session:
+        claimers = set((await session.execute(select(Notification.claimed_by))).scalars())
+    assert claimers <= {"w0", "w1", "w2"}
 
 
 @dataclass

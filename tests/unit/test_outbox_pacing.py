@@ -6,8 +6,11 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from alerts.outbox import Priority, RateLimiter, Wake, priority_for, spread_offset
 from gateway.clock import ManualClock
+from gateway.config import ConfigError, load_settings
 
 
 def test_alert_steps_take_their_group_and_everything_else_is_routine() -> None:
@@ -61,3 +64,14 @@ async def test_one_wake_reaches_every_listener() -> None:
     first.clear()
     await asyncio.wait_for(second.wait(), 1)
     assert not first.is_set()
+
+
+def test_outbox_settings_are_checked_and_named() -> None:
+    settings = load_settings(outbox={"routine_per_minute": 30})
+    assert settings.outbox.routine_per_minute == 30
+    assert settings.outbox.routine_burst == 10
+    with pytest.raises(ConfigError, match=r"outbox\.routine_per_minute"):
+        load_settings(outbox={"routine_per_minute": 0})
+    with pytest.raises(ConfigError, match=r"outbox\.per_minute: unknown setting"):
+        load_settings(outbox={"per_minute": 5})
+    assert load_settings(digest={"spread": "30m"}).digest.spread == timedelta(minutes=30)
