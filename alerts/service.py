@@ -345,37 +345,8 @@ class AlertService:
             "fault": alert.detail.get("fault_label", ""),
         }
 
-    def _notification(
-        self,
-        *,
-        alert_id: int | None,
-        purpose: str,
-        template: str,
-        recipient: Recipient,
-        channel: str,
-        params: dict[str, Any],
-        now: datetime,
-        step_index: int | None = None,
-        step_round: int | None = None,
-        attempt: int = 1,
-        not_before: datetime | None = None,
-        priority: Priority | None = None,
-    ) -> Notification:
-        """An outbox row; ``priority`` defaults by purpose (:func:`alerts.outbox.priority_for`)."""
-        return new_notification(
-            alert_id=alert_id,
-            purpose=purpose,
-            template=template,
-            recipient=recipient,
-            channel=channel,
-            params=params,
-            now=now,
-            priority=priority,
-            step_index=step_index,
-            step_round=step_round,
-            attempt=attempt,
-            not_before=not_before,
-        )
+    #: An outbox row; ``priority`` defaults by purpose (:func:`alerts.outbox.priority_for`).
+    _notification = staticmethod(new_notification)
 
     # -- delivery ---------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import update
 
-from alerts.outbox import Priority, Recipient, new_notification
 from bench.common import median, percentile
 from gateway.app import Gateway
 from gateway.config import load_settings
@@ -44,7 +43,7 @@ from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from gateway.storage.models import Notification
 from tests.fakes.fake_twilio import FakeTwilio
-from tests.helpers import register_yaml
+from tests.helpers import register_yaml, routine_backlog
 from tests.services import scratch_pg_database
 
 HELPER = "+8613700000001"
@@ -107,19 +106,7 @@ async def measure(
         )
         now = gateway.clock.now()
         async with gateway.db.session() as session, session.begin():
-            rows = [
-                new_notification(
-                    alert_id=None,
-                    purpose="digest",
-                    template="visit_digest",
-                    recipient=Recipient("helper", f"帮扶{n}", f"+86138{n:08d}"),
-                    channel="sms",
-                    params={"helper": "帮扶", "week": "本周", "count": "1", "people": "老人"},
-                    now=now,
-                    priority=Priority.ROUTINE,
-                )
-                for n in range(backlog)
-            ]
+            rows = routine_backlog(backlog, now)
             for row in rows:
                 row.status = "held"
             session.add_all(rows)

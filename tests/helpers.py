@@ -1,10 +1,12 @@
-"""Builders shared by tests: a small valid register."""
+"""Builders shared by tests (and benchmarks): a small valid register, a routine backlog."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
+from alerts.outbox import Priority, Recipient, new_notification
 from gateway.register.idnumber import check_digit
+from gateway.storage.models import Notification
 
 
 def _birth(n: int) -> str:
@@ -58,3 +60,20 @@ users:
   - {{username: admin, role: town_admin, password_env: HW_TEST_ADMIN_PASSWORD}}
   - {{username: lisi, role: helper, phone: "+8613700000001", password_env: HW_TEST_ADMIN_PASSWORD}}
 """
+
+
+def routine_backlog(count: int, now: datetime) -> list[Notification]:
+    """``count`` visit digests due at ``now``, to phones no register of ours uses."""
+    return [
+        new_notification(
+            alert_id=None,
+            purpose="digest",
+            template="visit_digest",
+            recipient=Recipient("helper", f"帮扶{n}", f"+86138{n:08d}"),
+            channel="sms",
+            params={"helper": "帮扶", "week": "3月9日至15日", "count": "1", "people": "老人"},
+            now=now,
+            priority=Priority.ROUTINE,
+        )
+        for n in range(count)
+    ]

@@ -8,10 +8,11 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from alerts.outbox import Priority, Recipient, new_notification
+from alerts.outbox import Priority
 from gateway.storage.models import Notification
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
+from tests.helpers import routine_backlog
 from tests.integration.test_alerts_e2e import HELPER, _press_sos, _settings, running_gateway
 from tests.services import free_port
 
@@ -31,24 +32,7 @@ async def test_an_sos_goes_out_ahead_of_three_thousand_routine_sms(
         gateway = live.gateway
         now = gateway.clock.now()
         async with gateway.db.session() as session, session.begin():
-            session.add_all(
-                new_notification(
-                    alert_id=None,
-                    purpose="digest",
-                    template="visit_digest",
-                    recipient=Recipient("helper", f"帮扶{n}", f"+86138{n:08d}"),
-                    channel="sms",
-                    params={
-                        "helper": "帮扶",
-                        "week": "3月9日至15日",
-                        "count": "1",
-                        "people": "老人",
-                    },
-                    now=now,
-                    priority=Priority.ROUTINE,
-                )
-                for n in range(BACKLOG)
-            )
+            session.add_all(routine_backlog(BACKLOG, now))
         gateway.alerts.wake.set()
         await twilio.wait_for_async(lambda: len(twilio.messages) >= 20, 30)
 
