@@ -6,11 +6,11 @@ Everything is written before anything is sent:
 2. :meth:`AlertService.run_due` claims each due step with a compare-and-set on the
    alert's ``version`` and, in the same transaction, inserts one ``pending`` notification
    per recipient and channel. Two gateway processes racing for a step: one wins.
-3. :meth:`AlertService.send_pending` claims each pending notification (``pending`` →
-   ``sending``, again compare-and-set), sends it, and records the provider's SID. A
-   failure schedules a retry with backoff; after the last retry the step's other channel
-   is tried. A crash while ``sending`` leaves the row to be re-sent after a grace period:
-   for an alarm, a rare duplicate beats a lost message.
+3. The outbox (:mod:`alerts.outbox`) claims pending notifications by priority
+   (``pending`` → ``sending``, again compare-and-set) and hands each to :meth:`_deliver`,
+   which records the provider's SID. A failure schedules a retry with backoff; after the
+   last retry the step's other channel is tried. A crash while ``sending`` leaves the row
+   to be re-sent after a grace period: for an alarm, a rare duplicate beats a lost message.
 """
 
 from __future__ import annotations
@@ -30,10 +30,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alerts.notifiers.base import DeliveryError, Notifier
-from alerts.templates import ALERT_TEMPLATES, render
+from alerts.outbox import (
+    SENDING_GRACE,
+    Outbox,
+    Priority,
+    Recipient,
+    Wake,
+    new_notification,
+    priority_for,
+)
+from alerts.templates import ALERT_TEMPLATES
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
 from gateway.clock import Clock, sleep_unless
-from gateway.config import EscalationConfig, EscalationStep, RulesConfig
+from gateway.config import EscalationConfig, EscalationStep, OutboxConfig, RulesConfig
 from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
@@ -45,25 +54,16 @@ from gateway.storage.models import (
     Village,
 )
 
-__all__ = ["AckResult", "AlertService", "Recipient"]
+__all__ = ["SENDING_GRACE", "AckResult", "AlertService", "Recipient"]
 
 log = logging.getLogger(__name__)
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud over a phone
 #: Delays before attempt 2, 3, ... of one delivery.
 RETRY_DELAYS = (timedelta(seconds=20), timedelta(seconds=60))
-#: A notification stuck in ``sending`` this long was orphaned by a crash.
-SENDING_GRACE = timedelta(minutes=2)
 #: Still being handled: one such alert per person and type (the partial unique index).
 _ACTIVE_STATUSES = (AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value)
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    role: str
-    name: str
-    phone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,7 @@ class AlertService:
         worker_id: str,
         on_alert_raised: Any = None,
         on_notification: Any = None,
+        outbox: OutboxConfig | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -111,7 +112,18 @@ class AlertService:
         self.worker_id = worker_id
         self._on_alert_raised = on_alert_raised
         self._on_notification = on_notification
-        self.wake = asyncio.Event()
+        #: Set whenever a step may be due or a message was queued; heard by the escalation
+        #: loop and both outbox lanes.
+        self.wake = Wake()
+        self.outbox = Outbox(
+            db,
+            clock,
+            deliver=self._deliver,
+            provider_of=self._provider_of,
+            worker_id=worker_id,
+            config=outbox or OutboxConfig(),
+            wake=self.wake,
+        )
 
     # -- raising ----------------------------------------------------------------------
 
@@ -275,6 +287,7 @@ class AlertService:
                             step_index=index,
                             step_round=step_round,
                             now=now,
+                            priority=priority_for("alert", alert.group),
                         )
                     )
         self.wake.set()
@@ -331,91 +344,19 @@ class AlertService:
             "fault": alert.detail.get("fault_label", ""),
         }
 
-    def _notification(
-        self,
-        *,
-        alert_id: int | None,
-        purpose: str,
-        template: str,
-        recipient: Recipient,
-        channel: str,
-        params: dict[str, Any],
-        now: datetime,
-        step_index: int | None = None,
-        step_round: int | None = None,
-        attempt: int = 1,
-        not_before: datetime | None = None,
-    ) -> Notification:
-        return Notification(
-            alert_id=alert_id,
-            purpose=purpose,
-            template=template,
-            step_index=step_index,
-            step_round=step_round,
-            recipient_role=recipient.role,
-            recipient_name=recipient.name,
-            recipient_phone=recipient.phone,
-            channel=channel,
-            attempt=attempt,
-            status="pending",
-            not_before=not_before or now,
-            token=secrets.token_urlsafe(24),
-            params=params,
-            body=render(template, channel, params),  # type: ignore[arg-type]
-            created_at=now,
-            updated_at=now,
-            failure_handled=False,
-        )
+    #: An outbox row; ``priority`` defaults by purpose (:func:`alerts.outbox.priority_for`).
+    _notification = staticmethod(new_notification)
 
     # -- delivery ---------------------------------------------------------------------
 
     async def send_pending(self) -> int:
-        """Claim and send every pending notification that is due. Returns sends tried."""
-        now = self.clock.now()
-        async with self.db.session() as session, session.begin():
-            # Orphans of a crash mid-send go back to the queue.
-            await session.execute(
-                update(Notification)
-                .where(
-                    Notification.status == "sending",
-                    Notification.updated_at < now - SENDING_GRACE,
-                )
-                .values(status="pending", updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        async with self.db.session() as session:
-            ids = (
-                (
-                    await session.execute(
-                        select(Notification.id)
-                        .where(Notification.status == "pending", Notification.not_before <= now)
-                        .order_by(Notification.not_before, Notification.id)
-                        .limit(100)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        claimed: list[Notification] = []
-        for notification_id in ids:
-            async with self.db.session() as session, session.begin():
-                result = await session.execute(
-                    update(Notification)
-                    .where(Notification.id == notification_id, Notification.status == "pending")
-                    .values(status="sending", claimed_by=self.worker_id, updated_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
-                    continue
-                row = await session.get(Notification, notification_id)
-                assert row is not None
-                if row.purpose == "alert" and not await self._still_wanted(session, row):
-                    row.status = "skipped"
-                    continue
-                claimed.append(row)
-        if claimed:
-            await asyncio.gather(*(self._deliver(row) for row in claimed))
-        return len(claimed)
+        """Claim by priority and send everything due now (routine as far as its rate allows),
+        batch by batch. Returns sends tried."""
+        return await self.outbox.send_pending()
+
+    def _provider_of(self, channel: str, phone: str) -> str:
+        """The provider carrying a message (the outbox paces routine messages per provider)."""
+        return self.notifier.name
 
     async def _still_wanted(self, session: AsyncSession, row: Notification) -> bool:
         """An alert acknowledged while its message waited (e.g. a retry) needs no more calls."""
@@ -552,6 +493,7 @@ class AlertService:
             step_round=row.step_round,
             attempt=attempt,
             not_before=not_before,
+            priority=Priority(row.priority),
         )
 
     async def status_callback(self, sid: str, status: str, error_code: str | None = None) -> bool:
@@ -812,13 +754,22 @@ class AlertService:
         await self.send_pending()
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 1.0) -> None:
+        """Escalation and the outbox's lanes side by side: claiming a step never waits for
+        a send, and an SOS send never waits behind routine ones."""
+        await asyncio.gather(
+            self._escalate(stop, poll_seconds),
+            self.outbox.run(stop, poll_seconds=poll_seconds),
+        )
+
+    async def _escalate(self, stop: asyncio.Event, poll_seconds: float) -> None:
+        wake = self.wake.listener()
         while not stop.is_set():
-            self.wake.clear()
+            wake.clear()
             try:
-                await self.tick()
+                await self.run_due()
             except Exception:
                 log.exception("escalation pass failed; retrying")
-            await sleep_unless(self.clock, poll_seconds, self.wake, stop)
+            await sleep_unless(self.clock, poll_seconds, wake, stop)
 
 
 async def _skip_pending(

@@ -87,6 +87,7 @@ class Gateway:
             public_url=self.settings.public_url,
             timezone=self.settings.tz,
             worker_id=f"{self.settings.mqtt_client_id}:{os.getpid()}",
+            outbox=self.settings.outbox,
             on_alert_raised=lambda alert: self.metrics.alerts.labels(type=alert.type).inc(),
             on_notification=lambda channel, status: self.metrics.notifications.labels(
                 channel=channel, status=status
@@ -111,7 +112,7 @@ class Gateway:
                 metrics=self.metrics,
                 alerts=self.alerts,
                 secret_key=self.secret_key,
-                health=lambda: "connected" if self.ingest.connected else "disconnected",
+                health=lambda: self.ingest.mqtt_state,
             )
         )
 

@@ -34,6 +34,7 @@ __all__ = [
     "Duration",
     "EscalationConfig",
     "EscalationStep",
+    "OutboxConfig",
     "RulesConfig",
     "Settings",
     "load_settings",
@@ -231,6 +232,26 @@ class DigestConfig(_Strict):
 
     weekday: int = Field(default=1, ge=1, le=7)  # ISO weekday: 1 = Monday
     hour: int = Field(default=8, ge=0, le=23)
+    #: Each helper's digest is due at a fixed point within this long after it is queued,
+    #: not all at once (a county's digest is thousands of SMS).
+    spread: Duration = timedelta(hours=1)
+    #: After a start, wait this long before the first digest pass: alarms replayed from
+    #: the broker's session and the register load come first.
+    settle: Duration = timedelta(minutes=2)
+
+
+class OutboxConfig(_Strict):
+    """How the notification outbox paces what it sends (``outbox:``)."""
+
+    #: Routine messages (digests, taken/resolved notices) per provider and minute, sustained.
+    routine_per_minute: int = Field(default=60, ge=1)
+    #: Routine messages a provider may get at once after a quiet spell.
+    routine_burst: int = Field(default=10, ge=1)
+    #: Sends in flight in the general lane. Keep it below the notifier's worker threads
+    #: (asyncio's default pool) so the emergency lane always finds one free.
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: Sends in flight in the emergency lane (SOS and fall steps only).
+    emergency_concurrency: int = Field(default=16, ge=1, le=256)
 
 
 class Settings(BaseSettings):
@@ -269,6 +290,7 @@ class Settings(BaseSettings):
     #: Uploaded visit photos are kept under this directory.
     data_dir: Path = Path("homewatch-data")
     digest: DigestConfig = DigestConfig()
+    outbox: OutboxConfig = OutboxConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -354,6 +354,12 @@ class EventStore:
 EventsHandler = Callable[[Sequence[RoutedEvent]], Awaitable[None]]
 
 
+def _refused(code: object) -> bool:
+    """A SUBACK failure: MQTT 5 reason code, or MQTT 3.1.1 granted QoS, of 0x80 or more."""
+    value = getattr(code, "value", code)
+    return isinstance(value, int) and value >= 0x80
+
+
 class _RateLimitedLog:
     """Log a bad payload once per device (or topic) per minute, not once per message."""
 
@@ -393,6 +399,9 @@ class MqttIngest:
         )
         self.registry_refresh = registry_refresh
         self.connected = False
+        #: For /healthz: ``disconnected``, ``subscribing`` (connected, SUBACK not yet in, or
+        #: refused) or ``connected`` (subscribed: able to receive).
+        self.mqtt_state = "disconnected"
         self._client: aiomqtt.Client | None = None
         self._log = _RateLimitedLog()
         self._subscribed: set[str] = set()
@@ -501,7 +510,13 @@ class MqttIngest:
         wanted = self._filters()
         missing = sorted(wanted - self._subscribed)
         if missing:
-            await client.subscribe([(f, 1) for f in missing])
+            granted = await client.subscribe([(f, 1) for f in missing])
+            refused = [f for f, code in zip(missing, granted, strict=False) if _refused(code)]
+            if refused:
+                # Connected but deaf to these devices: never report healthy; reconnect and
+                # try again (an ACL fixed on the broker heals it).
+                log.error("broker refused %d subscription(s), e.g. %s", len(refused), refused[0])
+                raise aiomqtt.MqttError(f"broker refused subscription to {refused[0]!r}")
             self._subscribed |= set(missing)
             log.info("subscribed to %d filters", len(missing))
 
@@ -515,6 +530,7 @@ class MqttIngest:
                 async with client:
                     self._client = client
                     self._subscribed = set()
+                    self.mqtt_state = "subscribing"
                     await self._subscribe_new(client)
                     await client.publish(self.status_topic, "online", qos=1, retain=True)
                     self._set_connected(True)
@@ -547,6 +563,7 @@ class MqttIngest:
 
     def _set_connected(self, connected: bool) -> None:
         self.connected = connected
+        self.mqtt_state = "connected" if connected else "disconnected"
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:

@@ -1,4 +1,5 @@
-"""Builders shared by tests: a small valid register, a pinned clock, template matching."""
+"""Builders shared by tests (and benchmarks): a small valid register, a routine backlog, a
+pinned clock, template matching."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from alerts.outbox import Priority, Recipient, new_notification
 from alerts.templates import TEMPLATES, Channel
 from gateway.clock import ScaledClock
 from gateway.register.idnumber import check_digit
+from gateway.storage.models import Notification
 
 
 def _birth(n: int) -> str:
@@ -117,4 +120,21 @@ def sms_of(
     """The fake Twilio's messages rendered from ``template`` (to ``to``, if given), in order."""
     return [
         m for m in messages if is_template(m["Body"], template) and (to is None or m["To"] == to)
+    ]
+
+
+def routine_backlog(count: int, now: datetime) -> list[Notification]:
+    """``count`` visit digests due at ``now``, to phones no register of ours uses."""
+    return [
+        new_notification(
+            alert_id=None,
+            purpose="digest",
+            template="visit_digest",
+            recipient=Recipient("helper", f"帮扶{n}", f"+86138{n:08d}"),
+            channel="sms",
+            params={"helper": "帮扶", "week": "3月9日至15日", "count": "1", "people": "老人"},
+            now=now,
+            priority=Priority.ROUTINE,
+        )
+        for n in range(count)
     ]

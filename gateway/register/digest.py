@@ -5,8 +5,13 @@ configuration) on, every helper with at least one person due gets one ``visit_di
 "Due" is :func:`gateway.register.compliance.week_needs_visit`: a special person not yet
 visited this week, a general person whose month is not yet covered.
 
-The digest is only *queued* here, as a ``Notification`` row (purpose ``digest``, no alert);
-the alert service's delivery loop sends it with the same retries as everything else. Its
+The digest is only *queued* here, through the outbox's :func:`alerts.outbox.enqueue`
+(purpose ``digest``, no alert, routine priority); the outbox sends it with the same retries
+as everything else, after every alarm and at the routine rate. Each helper's digest is due
+at its own point within ``digest.spread`` (an hour by default) after it is queued — a
+deterministic offset from the week and the phone — so a county's thousands of digests
+trickle out instead of leaving in one burst, whether queued on time or by a gateway started
+late in the week. The loop's first pass waits ``digest.settle`` after a start. Its
 token is derived from the week and the phone, so the unique index on the token makes the
 digest exactly-once per helper and week even with several gateway processes calling this at
 the same moment, and after restarts. Helpers with nobody due get nothing (an SMS saying
@@ -26,7 +31,8 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from alerts.templates import format_people, render
+from alerts.outbox import Priority, Recipient, enqueue, spread_offset
+from alerts.templates import format_people
 from gateway.clock import Clock, sleep_unless
 from gateway.config import DigestConfig
 from gateway.register.compliance import (
@@ -109,27 +115,18 @@ async def send_due_digests(db: Database, now: datetime, tz: tzinfo, config: Dige
         }
         try:
             async with db.session() as session, session.begin():
-                session.add(
-                    Notification(
-                        alert_id=None,
-                        purpose=DIGEST_PURPOSE,
-                        template=_TEMPLATE,
-                        step_index=None,
-                        step_round=None,
-                        recipient_role="helper",
-                        recipient_name=helper.name,
-                        recipient_phone=helper.phone,
-                        channel="sms",
-                        attempt=1,
-                        status="pending",
-                        not_before=now,
-                        token=token,
-                        params=params,
-                        body=render(_TEMPLATE, "sms", params),
-                        created_at=now,
-                        updated_at=now,
-                        failure_handled=False,
-                    )
+                enqueue(
+                    session,
+                    alert_id=None,
+                    purpose=DIGEST_PURPOSE,
+                    template=_TEMPLATE,
+                    recipient=Recipient("helper", helper.name, helper.phone),
+                    channel="sms",
+                    params=params,
+                    now=now,
+                    priority=Priority.ROUTINE,
+                    not_before=now + spread_offset(token, config.spread),
+                    token=token,
                 )
         except IntegrityError:
             continue  # another gateway process queued it a moment ago
@@ -151,8 +148,10 @@ async def digest_loop(
 ) -> None:
     """Call :func:`send_due_digests` every ``interval_seconds`` until ``stop`` is set.
 
-    ``on_queued`` is called when anything was queued, e.g. to wake the delivery loop.
+    ``on_queued`` is called when anything was queued, e.g. to wake the delivery loop. The
+    first pass waits ``config.settle``: a start is when alarms held by the broker arrive.
     """
+    await sleep_unless(clock, config.settle.total_seconds(), stop)
     while not stop.is_set():
         try:
             if await send_due_digests(db, clock.now(), tz, config) and on_queued is not None:

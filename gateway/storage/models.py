@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -289,7 +290,8 @@ class Notification(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        Index("ix_notifications_due", "status", "not_before"),
+        # The outbox claims WHERE status = 'pending' ORDER BY priority, not_before.
+        Index("ix_notifications_claim", "status", "priority", "not_before"),
         Index("ix_notifications_phone", "recipient_phone"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -305,6 +307,8 @@ class Notification(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     #: pending -> sending -> sent -> (queued/delivered/completed/failed/...), or failed.
     status: Mapped[str] = mapped_column(String(20))
+    #: alerts.outbox.Priority: 0 emergency, 1 wellbeing, 2 technical, 3 routine; lower first.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=3, server_default="3")
     not_before: Mapped[datetime]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     sid: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 from alerts.notifiers import ConsoleNotifier
+from alerts.outbox import Priority, spread_offset
 from alerts.service import AlertService
 from gateway.clock import ManualClock
 from gateway.config import DigestConfig, load_settings
@@ -110,14 +111,30 @@ async def test_racing_gateways_queue_one_digest(registered: Database) -> None:
     assert len(await _digests(registered)) == 1
 
 
-async def test_the_alert_service_delivers_the_digest(registered: Database) -> None:
+async def test_a_digest_is_routine_and_due_at_its_own_point_in_the_hour(
+    registered: Database,
+) -> None:
+    # Queued on time (Monday 08:00) or by a gateway started late in the week (Wednesday
+    # 15:00): either way due at the helper's fixed offset within the hour after queuing.
+    for now in (local(2026, 3, 9, 8, 0), local(2026, 3, 18, 15, 0)):
+        assert await send_due_digests(registered, now, TZ, MONDAY_8) == 1
+        digest = (await _digests(registered))[-1]
+        assert digest.priority == Priority.ROUTINE
+        offset = spread_offset(digest.token, timedelta(hours=1))
+        assert digest.not_before == now + offset
+        assert timedelta(0) <= offset < timedelta(hours=1)
+
+
+async def test_the_alert_service_delivers_the_digest_when_it_is_due(registered: Database) -> None:
     now = local(2026, 3, 9, 8, 0)
     await send_due_digests(registered, now, TZ, MONDAY_8)
+    (queued,) = await _digests(registered)
     settings = load_settings(database_url=registered.url)
     out = io.StringIO()
+    clock = ManualClock(queued.not_before - timedelta(seconds=1))
     service = AlertService(
         registered,
-        ManualClock(now),
+        clock,
         ConsoleNotifier(out),
         escalation=settings.escalation,
         rules=settings.rules,
@@ -125,6 +142,8 @@ async def test_the_alert_service_delivers_the_digest(registered: Database) -> No
         timezone=TZ,
         worker_id="test",
     )
+    assert await service.send_pending() == 0, "not before its point in the hour"
+    clock.advance(1)
     assert await service.send_pending() == 1
     assert LI in out.getvalue() and "需要走访" in out.getvalue()
     (digest,) = await _digests(registered)
@@ -140,6 +159,9 @@ async def test_the_loop_queues_and_wakes_delivery_until_stopped(registered: Data
     loop = asyncio.create_task(
         digest_loop(stop, registered, clock, TZ, MONDAY_8, on_queued=lambda: woken.append(True))
     )
+    await asyncio.sleep(0.2)
+    assert not woken, "the first pass waits for the gateway to settle after a start"
+    clock.advance(MONDAY_8.settle)
     for _ in range(100):
         if woken:
             break
