@@ -425,11 +425,11 @@ class Outbox:
                         task.add_done_callback(finished)
                 except Exception:
                     log.exception("outbox %s lane: claim failed; retrying", name)
-                if free <= 0 or claimed == free:
+                if len(in_flight) >= slots:
                     # The lane is full and more may be due: look again as soon as a slot frees.
                     await sleep_unless(self.clock, poll_seconds, slot_freed, stop)
                 elif claimed:
-                    continue  # some were skipped or all taken: the table may hold more
+                    continue  # slots left (or rows skipped): the table may hold more
                 else:
                     await sleep_unless(self.clock, poll_seconds, wake, stop)
         finally:
