@@ -93,7 +93,7 @@ async def test_not_healthy_until_the_broker_has_granted_the_subscriptions(
         await wait_until(lambda: _health(client, url), within=10)
         assert await _health(client, url) == (
             503,
-            {"status": "degraded", "mqtt": "subscribing", "database": "ok"},
+            {"status": "degraded", "mqtt": "subscribing", "database": "ok", "notifier": "console"},
         )
         assert not gateway.ingest.connected
         assert await _retained_status(mqtt_prefix) is None, "no 'online' before the SUBACK"
@@ -101,7 +101,7 @@ async def test_not_healthy_until_the_broker_has_granted_the_subscriptions(
         await wait_until(lambda: gateway.ingest.connected, within=10)
         assert await _health(client, url) == (
             200,
-            {"status": "ok", "mqtt": "connected", "database": "ok"},
+            {"status": "ok", "mqtt": "connected", "database": "ok", "notifier": "console"},
         )
         assert await _retained_status(mqtt_prefix) == "online"
 
