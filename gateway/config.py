@@ -26,6 +26,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "AliyunConfig",
+    "ChannelsConfig",
     "ConfigError",
     "DigestConfig",
     "Duration",
@@ -33,6 +35,7 @@ __all__ = [
     "EscalationStep",
     "RulesConfig",
     "Settings",
+    "check_channel_templates",
     "load_settings",
     "parse_duration",
 ]
@@ -227,6 +230,69 @@ class DigestConfig(_Strict):
     hour: int = Field(default=8, ge=0, le=23)
 
 
+# -- Channels per recipient (SPEC §11) --------------------------------------------------
+
+SmsProvider = Literal["twilio", "console", "aliyun_sms"]
+VoiceProvider = Literal["twilio", "console", "aliyun_voice"]
+
+
+class ChannelChoice(_Strict):
+    """Which provider carries each channel; None means "as the default says"."""
+
+    sms: SmsProvider | None = None
+    voice: VoiceProvider | None = None
+
+
+class ChannelRoute(ChannelChoice):
+    """Recipients whose E.164 number starts with ``prefix`` (longest prefix wins)."""
+
+    prefix: str = Field(pattern=r"^\+\d{1,15}$")
+
+
+class ChannelsConfig(_Strict):
+    default: ChannelChoice = ChannelChoice()
+    routes: tuple[ChannelRoute, ...] = ()
+
+    @field_validator("routes")
+    @classmethod
+    def _distinct_prefixes(cls, routes: tuple[ChannelRoute, ...]) -> tuple[ChannelRoute, ...]:
+        seen = [route.prefix for route in routes]
+        for prefix in seen:
+            if seen.count(prefix) > 1:
+                raise ValueError(f"prefix {prefix!r} is routed twice")
+        return routes
+
+    def providers(self) -> set[str]:
+        """Every provider some recipient may be routed to."""
+        found: set[str] = set()
+        for choice in (self.default, *self.routes):
+            found.update(p for p in (choice.sms, choice.voice) if p is not None)
+        return found
+
+
+class AliyunSmsConfig(_Strict):
+    """Alibaba Cloud SMS: the filed sign name (签名) and our template name -> TemplateCode."""
+
+    sign_name: str = Field(min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+
+
+class AliyunVoiceConfig(_Strict):
+    """Alibaba Cloud voice (IvrCall): caller number and our template name -> TTS code."""
+
+    called_show_number: str = Field(min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+    #: How often the start prompt is played (1-3).
+    play_times: int = Field(default=2, ge=1, le=3)
+    #: How long to wait for a key press, milliseconds.
+    key_timeout_ms: int = Field(default=10_000, ge=1_000, le=60_000)
+
+
+class AliyunConfig(_Strict):
+    sms: AliyunSmsConfig | None = None
+    voice: AliyunVoiceConfig | None = None
+
+
 class Settings(BaseSettings):
     """Everything SPEC §2 names. Env ``HOMEWATCH_*`` beats the YAML file beats defaults."""
 
@@ -263,6 +329,17 @@ class Settings(BaseSettings):
     #: Uploaded visit photos are kept under this directory.
     data_dir: Path = Path("homewatch-data")
     digest: DigestConfig = DigestConfig()
+    #: Provider per recipient by phone prefix (SPEC §11); absent: every recipient gets the
+    #: single ``notifier`` above.
+    channels: ChannelsConfig | None = None
+    aliyun: AliyunConfig | None = None
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: str | None = None
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_voice_endpoint: str = "dyvmsapi.aliyuncs.com"
+    aliyun_protocol: Literal["https", "http"] = "https"
+    #: The secret path segment of ``/receipts/aliyun/{token}/…`` (Aliyun's HTTP batch push).
+    receipt_token: str | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -300,6 +377,12 @@ class Settings(BaseSettings):
     def _strip_slash(cls, url: str) -> str:
         return url.rstrip("/")
 
+    @model_validator(mode="after")
+    def _carrier_templates_filed(self) -> Settings:
+        if self.channels is not None:
+            check_channel_templates(self.channels, self.aliyun)
+        return self
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -335,6 +418,40 @@ class Settings(BaseSettings):
         if len(key) < 16:
             raise ConfigError("HOMEWATCH_SECRET_KEY is too short: use at least 16 characters")
         return key
+
+
+def check_channel_templates(channels: ChannelsConfig, aliyun: AliyunConfig | None) -> None:
+    """Refuse routes that need a carrier template nobody filed.
+
+    A carrier only sends pre-approved templates: every message we may send on a channel
+    routed to Aliyun needs its code, or that message would fail at the worst moment.
+
+    Raises:
+        ValueError: Naming the missing ``aliyun.…`` key.
+    """
+    # Imported here: the template registry is alerts' vocabulary, needed only for this check.
+    from alerts.templates import TEMPLATES
+
+    used = channels.providers()
+    for provider, channel in (("aliyun_sms", "sms"), ("aliyun_voice", "voice")):
+        if provider not in used:
+            continue
+        section = getattr(aliyun, channel, None) if aliyun is not None else None
+        if section is None:
+            raise ValueError(
+                f"channels route {channel} to {provider} but aliyun.{channel} is unset"
+            )
+        filed: dict[str, str] = section.templates
+        unknown = sorted(set(filed) - set(TEMPLATES))
+        if unknown:
+            raise ValueError(f"aliyun.{channel}.templates.{unknown[0]}: no such message template")
+        needed = [t.name for t in TEMPLATES.values() if channel in t.channels]
+        missing = [name for name in needed if not filed.get(name)]
+        if missing:
+            raise ValueError(
+                f"aliyun.{channel}.templates.{missing[0]}: no {provider} template code "
+                f"(missing: {', '.join(missing)})"
+            )
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
