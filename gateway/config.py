@@ -35,7 +35,6 @@ __all__ = [
     "EscalationStep",
     "RulesConfig",
     "Settings",
-    "check_channel_templates",
     "load_settings",
     "parse_duration",
 ]
@@ -377,12 +376,6 @@ class Settings(BaseSettings):
     def _strip_slash(cls, url: str) -> str:
         return url.rstrip("/")
 
-    @model_validator(mode="after")
-    def _carrier_templates_filed(self) -> Settings:
-        if self.channels is not None:
-            check_channel_templates(self.channels, self.aliyun)
-        return self
-
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -418,40 +411,6 @@ class Settings(BaseSettings):
         if len(key) < 16:
             raise ConfigError("HOMEWATCH_SECRET_KEY is too short: use at least 16 characters")
         return key
-
-
-def check_channel_templates(channels: ChannelsConfig, aliyun: AliyunConfig | None) -> None:
-    """Refuse routes that need a carrier template nobody filed.
-
-    A carrier only sends pre-approved templates: every message we may send on a channel
-    routed to Aliyun needs its code, or that message would fail at the worst moment.
-
-    Raises:
-        ValueError: Naming the missing ``aliyun.…`` key.
-    """
-    # Imported here: the template registry is alerts' vocabulary, needed only for this check.
-    from alerts.templates import TEMPLATES
-
-    used = channels.providers()
-    for provider, channel in (("aliyun_sms", "sms"), ("aliyun_voice", "voice")):
-        if provider not in used:
-            continue
-        section = getattr(aliyun, channel, None) if aliyun is not None else None
-        if section is None:
-            raise ValueError(
-                f"channels route {channel} to {provider} but aliyun.{channel} is unset"
-            )
-        filed: dict[str, str] = section.templates
-        unknown = sorted(set(filed) - set(TEMPLATES))
-        if unknown:
-            raise ValueError(f"aliyun.{channel}.templates.{unknown[0]}: no such message template")
-        needed = [t.name for t in TEMPLATES.values() if channel in t.channels]
-        missing = [name for name in needed if not filed.get(name)]
-        if missing:
-            raise ValueError(
-                f"aliyun.{channel}.templates.{missing[0]}: no {provider} template code "
-                f"(missing: {', '.join(missing)})"
-            )
 
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
