@@ -89,7 +89,8 @@ class ChannelDispatcher:
                 if await self.budget.exhausted(message.to, message.template):
                     raise ThrottledError(
                         f"{message.template} to {message.to}: already {self.budget.limit} "
-                        f"times within {self.budget.window}; the carrier would refuse it"
+                        f"times within {self.budget.window.total_seconds() / 3600:g} h; "
+                        "the carrier would refuse it"
                     )
                 await self.budget.reserve(message.notification_id, name)
         return Sent(name, await provider.send(message))
