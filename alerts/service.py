@@ -487,6 +487,7 @@ class AlertService:
                     status=delivery.status or "sent",
                     sid=delivery.sid,
                     provider=sent.provider,
+                    body=sent.body or row.body,
                     sent_at=now,
                     updated_at=now,
                 )

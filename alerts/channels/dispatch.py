@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from alerts.channels.base import NotifierProvider, Outgoing, Provider
 from alerts.channels.budget import CARRIER_LIMITED, CarrierBudget
+from alerts.channels.carrier_texts import carrier_render
 from alerts.channels.resolver import ChannelResolver
 from alerts.notifiers.base import Delivery, DeliveryError, Notifier
 
@@ -19,6 +20,8 @@ __all__ = ["ROBOT_CHANNEL", "ChannelDispatcher", "Sent", "ThrottledError"]
 
 #: The channel of a post to a village team's group robot.
 ROBOT_CHANNEL = "robot"
+#: Providers that send the filed carrier wording (:mod:`alerts.channels.carrier_texts`).
+CARRIER_TEMPLATED = frozenset({"aliyun_sms", "aliyun_voice"})
 
 
 class ThrottledError(DeliveryError):
@@ -30,8 +33,12 @@ class ThrottledError(DeliveryError):
 
 @dataclass(frozen=True, slots=True)
 class Sent:
+    """Who took the message, their answer, and — when it differs from the row's text —
+    what the recipient actually gets (a carrier's filed wording)."""
+
     provider: str
     delivery: Delivery
+    body: str | None = None
 
 
 class ChannelDispatcher:
@@ -93,4 +100,8 @@ class ChannelDispatcher:
                         "the carrier would refuse it"
                     )
                 await self.budget.reserve(message.notification_id, name)
-        return Sent(name, await provider.send(message))
+        delivery = await provider.send(message)
+        body = None
+        if name in CARRIER_TEMPLATED and message.channel in ("sms", "voice"):
+            body = carrier_render(message.template, message.channel, message.params)  # type: ignore[arg-type]
+        return Sent(name, delivery, body)

@@ -86,9 +86,11 @@ class China:
             return list((await session.execute(query)).scalars())
 
 
-def china_settings(db: Database, aliyun: FakeAliyun, twilio: FakeTwilio, **extra: Any) -> Settings:
+def china_settings(
+    database_url: str, aliyun: FakeAliyun, twilio: FakeTwilio, **extra: Any
+) -> Settings:
     values: dict[str, Any] = {
-        "database_url": db.url,
+        "database_url": database_url,
         "secret_key": "s" * 32,
         "public_url": "http://gw.example",
         "twilio_account_sid": twilio.account_sid,
@@ -141,7 +143,7 @@ async def china(db: Database, clock: ManualClock, *, persons: int = 2) -> AsyncI
             person_ids = list(
                 (await session.execute(select(Person.id).order_by(Person.id))).scalars()
             )
-        settings = china_settings(db, aliyun, twilio)
+        settings = china_settings(db.url, aliyun, twilio)
         notifier = build_notifier(settings)
         env = {
             "HW_TEST_ROBOT_URL": robots.dingtalk_url(ROBOT_TOKEN),

@@ -62,6 +62,8 @@ async def test_sos_reaches_the_china_helper_by_aliyun_sms_and_ivr_and_nothing_by
         assert by_channel["sms"].provider == "aliyun_sms"
         assert by_channel["sms"].sid == sms["BizId"]
         assert sms["OutId"] == str(by_channel["sms"].id)
+        assert "本人电话" not in by_channel["sms"].body, "the row shows what was sent"
+        assert by_channel["sms"].body.endswith(f"回复1接单，或回复{alert.code}。")
         assert by_channel["voice"].provider == "aliyun_voice"
         assert by_channel["voice"].sid == call["CallId"]
         assert not cn.robots.posts, "the helper step does not post to the team robot"
