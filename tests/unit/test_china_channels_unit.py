@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -289,3 +290,21 @@ def test_an_invalid_team_robot_is_refused_with_line_and_field(
     assert line == 5
     assert where.startswith("villages[0] (坝芒村)") and where.endswith(path)
     assert message in text
+
+
+# -- docs and example stay true -------------------------------------------------------------
+
+
+def test_the_example_configuration_is_complete() -> None:
+    root = Path(__file__).resolve().parents[2]
+    settings = load_settings(root / "examples" / "config-china.yaml")
+    check_carrier_templates(settings.channels, settings.aliyun)
+
+
+def test_the_filing_guide_lists_every_text_as_sent() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "CHINA_CHANNELS.md").read_text()
+    for template in TEMPLATES.values():
+        for channel in template.channels:
+            text = carrier_text(template.name, channel).replace("{", "${")
+            assert f"| `{template.name}` | {channel} |" in guide
+            assert text in guide, f"docs/CHINA_CHANNELS.md: {template.name} ({channel}) drifted"
