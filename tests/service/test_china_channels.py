@@ -29,6 +29,15 @@ async def _alert(cn: China, kind: AlertType, person: int = 0) -> Alert:
     return alert
 
 
+async def _sos_to_the_team(cn: China) -> Alert:
+    """An SOS nobody answers for 3 minutes: the helper, then the village team, are told."""
+    alert = await _alert(cn, AlertType.SOS)
+    await cn.alerts.tick()
+    cn.clock.advance(timedelta(minutes=3))
+    await cn.alerts.tick()
+    return alert
+
+
 async def _status(cn: China, alert_id: int) -> Alert:
     async with cn.db.session() as session:
         alert = await session.get(Alert, alert_id)
@@ -73,10 +82,7 @@ async def test_team_step_also_reaches_the_dingtalk_robot_signed(
     db: Database, clock: ManualClock
 ) -> None:
     async with china(db, clock) as cn:
-        alert = await _alert(cn, AlertType.SOS)
-        await cn.alerts.tick()
-        clock.advance(timedelta(minutes=3))
-        await cn.alerts.tick()
+        alert = await _sos_to_the_team(cn)
 
         for phone in TEAM:
             assert len(cn.sms_to(phone, "sos_alert")) == 1 and len(cn.calls_to(phone)) == 1
@@ -92,10 +98,7 @@ async def test_uplink_1_from_a_team_member_acknowledges_and_the_others_get_taken
     db: Database, clock: ManualClock
 ) -> None:
     async with china(db, clock) as cn:
-        alert = await _alert(cn, AlertType.SOS)
-        await cn.alerts.tick()
-        clock.advance(timedelta(minutes=3))
-        await cn.alerts.tick()
+        alert = await _sos_to_the_team(cn)
 
         push = cn.aliyun.sms_up(TEAM[1], "1", sign_name=SIGN_NAME)
         response = await cn.push("sms-up", push)
@@ -256,10 +259,7 @@ async def test_what_reaches_a_mainland_phone_carries_no_link_or_number(
     db: Database, clock: ManualClock
 ) -> None:
     async with china(db, clock) as cn:
-        await _alert(cn, AlertType.SOS)
-        await cn.alerts.tick()
-        clock.advance(timedelta(minutes=3))
-        await cn.alerts.tick()
+        await _sos_to_the_team(cn)
         assert cn.aliyun.refused == []
         for sms in cn.aliyun.sms:
             variables = json.loads(sms["TemplateParam"])

@@ -104,6 +104,17 @@ class _AliyunProvider:
             )
         return code
 
+    async def _accepted(self, to: str, call: Any, id_attr: str) -> Delivery:
+        """Await the SDK call; the answer's ``BizId``/``CallId`` becomes the sid."""
+        body = await self._call(to, call)
+        sid = getattr(body, id_attr, None)
+        if not sid:
+            raise DeliveryError(
+                f"{self.name} {self.what} to {to}: answer carried no {id_attr}", retryable=True
+            )
+        _log.debug("%s %s to %s accepted: %s", self.name, self.what, to, sid)
+        return Delivery(sid=str(sid), status="sent")
+
     async def _call(self, to: str, call: Any) -> Any:
         try:
             response = await call
@@ -172,16 +183,11 @@ class AliyunSms(_AliyunProvider):
             template_param=_json(carrier_params(message.template, "sms", message.params)),
             out_id=str(message.notification_id),
         )
-        body = await self._call(
+        return await self._accepted(
             message.to,
             self._client.send_sms_with_options_async(request, self.account.runtime()),
+            "biz_id",
         )
-        if not body.biz_id:
-            raise DeliveryError(
-                f"aliyun SMS to {message.to}: answer carried no BizId", retryable=True
-            )
-        _log.debug("aliyun SMS to %s accepted: %s", message.to, body.biz_id)
-        return Delivery(sid=str(body.biz_id), status="sent")
 
 
 class AliyunVoice(_AliyunProvider):
@@ -235,13 +241,8 @@ class AliyunVoice(_AliyunProvider):
             timeout=self.key_timeout_ms,
             out_id=str(message.notification_id),
         )
-        body = await self._call(
+        return await self._accepted(
             message.to,
             self._client.ivr_call_with_options_async(request, self.account.runtime()),
+            "call_id",
         )
-        if not body.call_id:
-            raise DeliveryError(
-                f"aliyun call to {message.to}: answer carried no CallId", retryable=True
-            )
-        _log.debug("aliyun call to %s accepted: %s", message.to, body.call_id)
-        return Delivery(sid=str(body.call_id), status="sent")
