@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -308,3 +309,12 @@ def test_the_filing_guide_lists_every_text_as_sent() -> None:
             text = carrier_text(template.name, channel).replace("{", "${")
             assert f"| `{template.name}` | {channel} |" in guide
             assert text in guide, f"docs/CHINA_CHANNELS.md: {template.name} ({channel}) drifted"
+
+
+@pytest.mark.parametrize("name", [t.name for t in TEMPLATES.values() if "sms" in t.channels])
+def test_each_sms_variable_appears_once_as_aliyun_requires(name: str) -> None:
+    # Aliyun refuses a notification template that uses one variable twice.
+    variables = re.findall(r"\{(\w+)\}", carrier_text(name, "sms"))
+    assert len(variables) == len(set(variables)), variables
+    # ... and variable names it reserves.
+    assert not set(variables) & {"email", "mobile", "id", "nick", "site"}
