@@ -8,11 +8,12 @@ provider carries the row's channel to its recipient, keeps the carriers' per-num
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from alerts.channels.base import NotifierProvider, Outgoing, Provider
 from alerts.channels.budget import CARRIER_LIMITED, CarrierBudget
 from alerts.channels.carrier_texts import carrier_render
+from alerts.channels.consolidate import CONSOLIDATED_TEMPLATE, Consolidator, consolidated_params
 from alerts.channels.resolver import ChannelResolver
 from alerts.notifiers.base import Delivery, DeliveryError, Notifier
 
@@ -49,6 +50,7 @@ class ChannelDispatcher:
         providers: Provider by name; every name the resolver may answer must be here.
         robots: Carries ``robot`` posts (a village's DingTalk or WeCom robot), if any.
         budget: The carriers' per-number limit; None when no limited provider is used.
+        consolidator: Folds two alert SMS to one carrier-limited number into one.
 
     Raises:
         ValueError: The resolver routes to a provider that is not given.
@@ -61,6 +63,7 @@ class ChannelDispatcher:
         *,
         robots: Provider | None = None,
         budget: CarrierBudget | None = None,
+        consolidator: Consolidator | None = None,
     ) -> None:
         missing = sorted(resolver.names() - set(providers))
         if missing:
@@ -69,6 +72,7 @@ class ChannelDispatcher:
         self.providers = dict(providers)
         self.robots = robots
         self.budget = budget
+        self.consolidator = consolidator
 
     @classmethod
     def single(cls, notifier: Notifier, public_url: str) -> ChannelDispatcher:
@@ -92,16 +96,44 @@ class ChannelDispatcher:
         name = self.resolver.provider(message.to, message.channel)
         provider = self.providers[name]
         if message.channel == "sms" and name in CARRIER_LIMITED and self.budget is not None:
+            # One sender per number at a time: the count, the send and the folding of a
+            # companion alert must not interleave with another SMS to the same number.
             async with self.budget.lock(message.to):
-                if await self.budget.exhausted(message.to, message.template):
-                    raise ThrottledError(
-                        f"{message.template} to {message.to}: already {self.budget.limit} "
-                        f"times within {self.budget.window.total_seconds() / 3600:g} h; "
-                        "the carrier would refuse it"
-                    )
-                await self.budget.reserve(message.notification_id, name)
+                return await self._carrier_sms(name, provider, message)
         delivery = await provider.send(message)
-        body = None
-        if name in CARRIER_TEMPLATED and message.channel in ("sms", "voice"):
-            body = carrier_render(message.template, message.channel, message.params)  # type: ignore[arg-type]
+        return Sent(name, delivery, self._carrier_body(name, message))
+
+    async def _carrier_sms(self, name: str, provider: Provider, message: Outgoing) -> Sent:
+        assert self.budget is not None
+        companions: list[Outgoing] = []
+        if self.consolidator is not None:
+            done = await self.consolidator.already_sent(message.notification_id)
+            if done is not None:  # went out inside another alert's SMS a moment ago
+                return Sent(name, Delivery(sid=done.sid, status="sent"), done.body)
+            if self.consolidator.foldable(message):
+                companions = await self.consolidator.companions(message)
+        outgoing = message
+        if companions:
+            outgoing = replace(
+                message,
+                template=CONSOLIDATED_TEMPLATE,
+                params=consolidated_params([message, *companions]),
+            )
+        if await self.budget.exhausted(outgoing.to, outgoing.template):
+            raise ThrottledError(
+                f"{outgoing.template} to {outgoing.to}: already {self.budget.limit} "
+                f"times within {self.budget.window.total_seconds() / 3600:g} h; "
+                "the carrier would refuse it"
+            )
+        await self.budget.reserve(message.notification_id, name)
+        delivery = await provider.send(outgoing)
+        body = self._carrier_body(name, outgoing)
+        if companions and self.consolidator is not None and body is not None:
+            await self.consolidator.record(companions, name, delivery.sid, body)
         return Sent(name, delivery, body)
+
+    @staticmethod
+    def _carrier_body(name: str, message: Outgoing) -> str | None:
+        if name in CARRIER_TEMPLATED and message.channel in ("sms", "voice"):
+            return carrier_render(message.template, message.channel, message.params)  # type: ignore[arg-type]
+        return None

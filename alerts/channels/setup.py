@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from alerts.channels.aliyun import AliyunAccount, AliyunSms, AliyunVoice
 from alerts.channels.base import NotifierProvider, Provider
 from alerts.channels.budget import CARRIER_LIMITED, CarrierBudget
+from alerts.channels.consolidate import Consolidator
 from alerts.channels.dispatch import ChannelDispatcher
 from alerts.channels.resolver import ChannelResolver
 from alerts.channels.team_robot import TeamRobots
@@ -95,8 +96,14 @@ def build_dispatcher(
             providers[name] = NotifierProvider(make_notifier(name), settings.public_url)
         else:
             raise ConfigError(f"channels: provider {name!r} cannot be set up here")
-    budget = CarrierBudget(db, clock) if resolver.names() & CARRIER_LIMITED else None
-    return ChannelDispatcher(resolver, providers, robots=TeamRobots(db, env), budget=budget)
+    limited = bool(resolver.names() & CARRIER_LIMITED)
+    return ChannelDispatcher(
+        resolver,
+        providers,
+        robots=TeamRobots(db, env),
+        budget=CarrierBudget(db, clock) if limited else None,
+        consolidator=Consolidator(db, clock) if limited else None,
+    )
 
 
 def _aliyun(settings: Settings, name: str) -> Provider:

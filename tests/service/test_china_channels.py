@@ -265,3 +265,31 @@ async def test_what_reaches_a_mainland_phone_carries_no_link_or_number(
             variables = json.loads(sms["TemplateParam"])
             name = next(n for n, c in SMS_CODES.items() if c == sms["TemplateCode"])
             assert not carrier_would_block(carrier_render(name, "sms", variables))
+
+
+async def test_two_alerts_due_at_once_go_to_one_number_in_one_sms(
+    db: Database, clock: ManualClock
+) -> None:
+    async with china(db, clock) as cn:
+        sos = await _alert(cn, AlertType.SOS, person=0)
+        fall = await _alert(cn, AlertType.FALL, person=1)
+        await cn.alerts.tick()
+
+        [sms] = cn.sms_to(HELPER)
+        assert sms["TemplateCode"] == SMS_CODES["alerts_open"]
+        variables = json.loads(sms["TemplateParam"])
+        assert variables["count"] == "2"
+        assert sos.code in variables["alerts"] and fall.code in variables["alerts"]
+        assert "老人0" in variables["alerts"] and "老人1" in variables["alerts"]
+        assert len(cn.calls_to(HELPER)) == 2, "each alert still gets its call"
+        rows = [r for r in await cn.rows(channel="sms") if r.alert_id in (sos.id, fall.id)]
+        assert sorted(r.status for r in rows) == ["sent", "sent"]
+        assert {r.sid.split("+")[0] for r in rows if r.sid} == {sms["BizId"]}
+        assert all(fall.code in r.body and sos.code in r.body for r in rows)
+
+        # Each code in that one SMS takes its own alert.
+        await cn.push("sms-up", cn.aliyun.sms_up(HELPER, fall.code))
+        assert (await _status(cn, fall.id)).status == "acknowledged"
+        assert (await _status(cn, sos.id)).status == "open"
+        await cn.push("sms-up", cn.aliyun.sms_up(HELPER, sos.code))
+        assert (await _status(cn, sos.id)).status == "acknowledged"
