@@ -305,7 +305,9 @@ class AlertService:
         self, session: AsyncSession, alert: Alert, step: EscalationStep
     ) -> str | None:
         """An emergency step for the village team also goes to its group robot (SPEC §11)."""
-        if step.notify != "village_team" or alert.group != AlertGroup.EMERGENCY.value:
+        if self.channels.robots is None or step.notify != "village_team":
+            return None
+        if alert.group != AlertGroup.EMERGENCY.value:
             return None
         return await village_has_robot(session, alert.person.village_id)
 

@@ -92,6 +92,7 @@ class ChannelDispatcher:
             if self.robots is None:
                 raise DeliveryError("no team robot is set up", retryable=False)
             delivery = await self.robots.send(message)
+            # A robot's sid is "<dingtalk|wecom>-<notification id>" (TeamRobots.send).
             return Sent(delivery.sid.split("-", 1)[0], delivery)
         name = self.resolver.provider(message.to, message.channel)
         provider = self.providers[name]
