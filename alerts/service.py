@@ -29,6 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from alerts.channels import ROBOT_CHANNEL, ChannelDispatcher, Outgoing
+from alerts.channels.team_robot import ROBOT_ROLE, village_has_robot
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.outbox import (
     SENDING_GRACE,
@@ -101,10 +103,13 @@ class AlertService:
         on_alert_raised: Any = None,
         on_notification: Any = None,
         outbox: OutboxConfig | None = None,
+        channels: ChannelDispatcher | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.notifier = notifier
+        #: The provider per recipient (SPEC §11); without it, ``notifier`` carries everything.
+        self.channels = channels or ChannelDispatcher.single(notifier, public_url)
         self.escalation = escalation
         self.rules = rules
         self.public_url = public_url.rstrip("/")
@@ -290,8 +295,34 @@ class AlertService:
                             priority=priority_for("alert", alert.group),
                         )
                     )
+            robot_village = await self._team_robot(session, alert, step)
+            if robot_village is not None:
+                session.add(
+                    self._notification(
+                        alert_id=alert.id,
+                        purpose="alert",
+                        template=template,
+                        recipient=Recipient(ROBOT_ROLE, robot_village, ""),
+                        channel=ROBOT_CHANNEL,
+                        params=params,
+                        step_index=index,
+                        step_round=step_round,
+                        now=now,
+                        priority=priority_for("alert", alert.group),
+                    )
+                )
         self.wake.set()
         return True
+
+    async def _team_robot(
+        self, session: AsyncSession, alert: Alert, step: EscalationStep
+    ) -> str | None:
+        """An emergency step for the village team also goes to its group robot (SPEC §11)."""
+        if self.channels.robots is None or step.notify != "village_team":
+            return None
+        if alert.group != AlertGroup.EMERGENCY.value:
+            return None
+        return await village_has_robot(session, alert.person.village_id)
 
     def _alert_template(self, alert: Alert, step: EscalationStep) -> str:
         if step.notify == "resident" and alert.group == AlertGroup.WELLBEING.value:
@@ -356,7 +387,9 @@ class AlertService:
 
     def _provider_of(self, channel: str, phone: str) -> str:
         """The provider carrying a message (the outbox paces routine messages per provider)."""
-        return self.notifier.name
+        if channel == ROBOT_CHANNEL:
+            return ROBOT_CHANNEL
+        return self.channels.resolver.provider(phone, channel)
 
     async def _still_wanted(self, session: AsyncSession, row: Notification) -> bool:
         """An alert acknowledged while its message waited (e.g. a retry) needs no more calls."""
@@ -367,19 +400,8 @@ class AlertService:
 
     async def _deliver(self, row: Notification) -> None:
         try:
-            if row.channel == "sms":
-                delivery = await self.notifier.send_sms(
-                    row.recipient_phone,
-                    row.body,
-                    status_callback=f"{self.public_url}/twilio/status",
-                )
-            else:
-                delivery = await self.notifier.place_call(
-                    row.recipient_phone,
-                    speech=row.body,
-                    twiml_url=f"{self.public_url}/twilio/voice/{row.token}",
-                    status_callback=f"{self.public_url}/twilio/status",
-                )
+            sent = await self.channels.deliver(_outgoing(row))
+            delivery = sent.delivery
         except DeliveryError as error:
             log.warning(
                 "delivery %s to %s via %s failed (attempt %d): %s",
@@ -389,7 +411,12 @@ class AlertService:
                 row.attempt,
                 error,
             )
-            await self._record_failure(row.id, str(error), retryable=error.retryable)
+            await self._record_failure(
+                row.id,
+                str(error),
+                retryable=error.retryable,
+                status="throttled" if error.status == "throttled" else "failed",
+            )
             return
         except Exception as error:  # a notifier bug must not kill the worker
             log.exception("notifier raised unexpectedly for notification %s", row.id)
@@ -401,7 +428,12 @@ class AlertService:
                 update(Notification)
                 .where(Notification.id == row.id)
                 .values(
-                    status=delivery.status or "sent", sid=delivery.sid, sent_at=now, updated_at=now
+                    status=delivery.status or "sent",
+                    sid=delivery.sid,
+                    provider=sent.provider,
+                    body=sent.body or row.body,
+                    sent_at=now,
+                    updated_at=now,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -413,19 +445,22 @@ class AlertService:
         if self._on_notification is not None:
             self._on_notification(channel, status)
 
-    async def _record_failure(self, notification_id: int, error: str, *, retryable: bool) -> None:
-        """Mark an attempt failed and schedule what comes next: a retry, else the other
-        channel of the step (if it has one), else nothing (the next step still comes)."""
+    async def _record_failure(
+        self, notification_id: int, error: str, *, retryable: bool, status: str = "failed"
+    ) -> None:
+        """Mark an attempt failed (or ``throttled``) and schedule what comes next: a retry,
+        else the other channel of the step (if it has one), else nothing (the next step
+        still comes)."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
             row = await session.get(Notification, notification_id)
             if row is None or row.failure_handled:
                 return
-            row.status = "failed" if row.status in ("sending", "pending") else row.status
+            row.status = status if row.status in ("sending", "pending") else row.status
             row.error = error[:500]
             row.failure_handled = True
             row.updated_at = now
-            self._count(row.channel, "failed")
+            self._count(row.channel, status)
             if row.purpose == "alert" and not await self._still_wanted(session, row):
                 return
             if retryable and row.attempt <= len(RETRY_DELAYS):
@@ -446,7 +481,7 @@ class AlertService:
 
     async def _fallback_channel(self, session: AsyncSession, row: Notification) -> str | None:
         """The step's other channel, unless it already got through to this recipient."""
-        if row.alert_id is None or row.step_index is None:
+        if row.alert_id is None or row.step_index is None or row.channel == ROBOT_CHANNEL:
             return None
         alert = await session.get(Alert, row.alert_id)
         if alert is None:
@@ -454,6 +489,9 @@ class AlertService:
         steps = self.steps(alert.group)
         step = steps[min(row.step_index, len(steps) - 1)]
         others = [c for c in step.channels if c != row.channel]
+        if not others and row.status == "throttled":
+            # Over the carriers' budget the step goes by voice even if it had none (SPEC §11).
+            others = ["voice"]
         if not others:
             return None
         other = others[0]
@@ -608,7 +646,7 @@ class AlertService:
                     purpose=template,
                     template=template,
                     recipient=Recipient(role, name, phone),
-                    channel="sms",
+                    channel=ROBOT_CHANNEL if role == ROBOT_ROLE else "sms",
                     params=params,
                     now=now,
                 )
@@ -789,3 +827,17 @@ async def _skip_pending(
 
 def _new_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(4))
+
+
+def _outgoing(row: Notification) -> Outgoing:
+    return Outgoing(
+        notification_id=row.id,
+        to=row.recipient_phone,
+        channel=row.channel,
+        template=row.template,
+        params=row.params,
+        body=row.body,
+        token=row.token,
+        recipient_role=row.recipient_role,
+        recipient_name=row.recipient_name,
+    )

@@ -191,6 +191,12 @@ _ALL: tuple[Template, ...] = (
         sms="系统恢复：看家网关{gateway}已于{since}重新连上消息服务器，报警恢复正常。",
     ),
     Template(
+        "alerts_open",
+        "Several alerts to one mainland number at once, in one SMS (carriers limit repeats); "
+        "``alerts`` = person+label+code of each, ``count`` how many.",
+        sms="紧急：您有{count}起报警待处理：{alerts}。请马上联系或上门查看。回复对应编号接单。",
+    ),
+    Template(
         "taken",
         "Someone acknowledged; to everybody already notified (``person`` = village+name).",
         sms="{taker}已接单：{person} {what}（{code}），其他人无需再处理，谢谢。",

@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "AliyunConfig",
+    "ChannelsConfig",
     "ConfigError",
     "DigestConfig",
     "Duration",
@@ -254,6 +256,69 @@ class OutboxConfig(_Strict):
     emergency_concurrency: int = Field(default=16, ge=1, le=256)
 
 
+# -- Channels per recipient (SPEC §11) --------------------------------------------------
+
+SmsProvider = Literal["twilio", "console", "aliyun_sms"]
+VoiceProvider = Literal["twilio", "console", "aliyun_voice"]
+
+
+class ChannelChoice(_Strict):
+    """Which provider carries each channel; None means "as the default says"."""
+
+    sms: SmsProvider | None = None
+    voice: VoiceProvider | None = None
+
+
+class ChannelRoute(ChannelChoice):
+    """Recipients whose E.164 number starts with ``prefix`` (longest prefix wins)."""
+
+    prefix: str = Field(pattern=r"^\+\d{1,15}$")
+
+
+class ChannelsConfig(_Strict):
+    default: ChannelChoice = ChannelChoice()
+    routes: tuple[ChannelRoute, ...] = ()
+
+    @field_validator("routes")
+    @classmethod
+    def _distinct_prefixes(cls, routes: tuple[ChannelRoute, ...]) -> tuple[ChannelRoute, ...]:
+        seen = [route.prefix for route in routes]
+        for prefix in seen:
+            if seen.count(prefix) > 1:
+                raise ValueError(f"prefix {prefix!r} is routed twice")
+        return routes
+
+    def providers(self) -> set[str]:
+        """Every provider some recipient may be routed to."""
+        found: set[str] = set()
+        for choice in (self.default, *self.routes):
+            found.update(p for p in (choice.sms, choice.voice) if p is not None)
+        return found
+
+
+class AliyunSmsConfig(_Strict):
+    """Alibaba Cloud SMS: the filed sign name (签名) and our template name -> TemplateCode."""
+
+    sign_name: str = Field(min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+
+
+class AliyunVoiceConfig(_Strict):
+    """Alibaba Cloud voice (IvrCall): caller number and our template name -> TTS code."""
+
+    called_show_number: str = Field(min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+    #: How often the start prompt is played (1-3).
+    play_times: int = Field(default=2, ge=1, le=3)
+    #: How long to wait for a key press, milliseconds.
+    key_timeout_ms: int = Field(default=10_000, ge=1_000, le=60_000)
+
+
+class AliyunConfig(_Strict):
+    sms: AliyunSmsConfig | None = None
+    voice: AliyunVoiceConfig | None = None
+
+
 class Settings(BaseSettings):
     """Everything SPEC §2 names. Env ``HOMEWATCH_*`` beats the YAML file beats defaults."""
 
@@ -291,6 +356,17 @@ class Settings(BaseSettings):
     data_dir: Path = Path("homewatch-data")
     digest: DigestConfig = DigestConfig()
     outbox: OutboxConfig = OutboxConfig()
+    #: Provider per recipient by phone prefix (SPEC §11); absent: every recipient gets the
+    #: single ``notifier`` above.
+    channels: ChannelsConfig | None = None
+    aliyun: AliyunConfig | None = None
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: str | None = None
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_voice_endpoint: str = "dyvmsapi.aliyuncs.com"
+    aliyun_protocol: Literal["https", "http"] = "https"
+    #: The secret path segment of ``/receipts/aliyun/{token}/…`` (Aliyun's HTTP batch push).
+    receipt_token: str | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -207,6 +207,8 @@ class NotificationOut(BaseModel):
     recipient_name: str
     recipient_phone: str
     channel: str
+    #: Which provider carried it (``twilio``, ``aliyun_sms``, ``dingtalk`` …; SPEC §11).
+    provider: str | None = None
     attempt: int
     status: str
     sid: str | None
@@ -227,6 +229,7 @@ class NotificationOut(BaseModel):
             recipient_name=row.recipient_name,
             recipient_phone=row.recipient_phone,
             channel=row.channel,
+            provider=row.provider,
             attempt=row.attempt,
             status=row.status,
             sid=row.sid,

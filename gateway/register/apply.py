@@ -164,12 +164,16 @@ async def _apply_villages(
     existing = {v.name: v for v in (await session.execute(select(Village))).scalars()}
     for spec in doc.villages:
         village = existing.get(spec.name)
+        robot = spec.team_robot.as_json() if spec.team_robot is not None else None
         if village is None:
-            village = Village(name=spec.name)
+            village = Village(name=spec.name, team_robot=robot)
             session.add(village)
             await session.flush()
             existing[spec.name] = village
             report.note("villages", "created")
+        elif village.team_robot != robot:
+            village.team_robot = robot
+            report.note("villages", "updated")
         else:
             report.note("villages", "unchanged")
         members = {

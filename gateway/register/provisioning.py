@@ -50,6 +50,7 @@ __all__ = [
     "ProvisioningError",
     "ProvisioningIssue",
     "TeamMemberSpec",
+    "TeamRobotSpec",
     "UserSpec",
     "VillageSpec",
     "merge_rules",
@@ -78,11 +79,27 @@ class TeamMemberSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamRobotSpec:
+    """A village team's group robot (SPEC §11); URL and secret stay in the environment."""
+
+    provider: str  # dingtalk | wecom
+    url_env: str
+    secret_env: str | None = None
+
+    def as_json(self) -> dict[str, str]:
+        stored = {"provider": self.provider, "url_env": self.url_env}
+        if self.secret_env:
+            stored["secret_env"] = self.secret_env
+        return stored
+
+
+@dataclass(frozen=True, slots=True)
 class VillageSpec:
     """A village (村/居) and its emergency team, in file order."""
 
     name: str
     emergency_team: tuple[TeamMemberSpec, ...] = ()
+    team_robot: TeamRobotSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +223,10 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 
 _TOP_KEYS = ("town", "town_duty", "villages", "helpers", "persons", "users")
 _DUTY_KEYS = ("name", "phone")
-_VILLAGE_KEYS = ("name", "emergency_team")
+_VILLAGE_KEYS = ("name", "emergency_team", "team_robot")
+_ROBOT_KEYS = ("provider", "url_env", "secret_env")
+_ROBOT_PROVIDERS = ("dingtalk", "wecom")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEAM_KEYS = ("name", "phone", "role")
 _HELPER_KEYS = ("name", "phone", "title", "village")
 _PERSON_KEYS = (
@@ -637,9 +657,47 @@ class _Parser:
                 phones.setdefault(phone, member.line_of("phone"))
             if member_name is not None and phone is not None:
                 team.append(TeamMemberSpec(name=member_name, phone=phone, role=role))
+        robot = self._team_robot(record)
         if name is None:
             return None
-        return VillageSpec(name=name, emergency_team=_present(team))
+        return VillageSpec(name=name, emergency_team=_present(team), team_robot=robot)
+
+    def _team_robot(self, village: _Record) -> TeamRobotSpec | None:
+        record = self._sub_record(
+            village, "team_robot", _ROBOT_KEYS, "{provider, url_env, secret_env}"
+        )
+        if record is None:
+            return None
+        provider = record.text("provider", required=True)
+        if provider is not None and provider not in _ROBOT_PROVIDERS:
+            record.error(
+                "provider",
+                f"{provider!r} is not one of: {', '.join(_ROBOT_PROVIDERS)}",
+                record.value_node("provider"),
+            )
+            provider = None
+        names: dict[str, str | None] = {}
+        for key in ("url_env", "secret_env"):
+            value = record.text(key, required=key == "url_env")
+            if value and not _ENV_NAME.match(value):
+                record.error(
+                    key,
+                    f"{value!r} is not an environment variable name (the URL and secret "
+                    "stay out of the register: name the variable that holds them)",
+                    record.value_node(key),
+                )
+                value = None
+            names[key] = value
+        if provider == "dingtalk" and not record.has("secret_env"):
+            record.error("secret_env", "is required for a dingtalk robot (signed posts, 加签)")
+            return None
+        if provider == "wecom" and record.has("secret_env"):
+            record.error("secret_env", "a wecom robot is not signed: its key is in the URL")
+            return None
+        url_env = names["url_env"]
+        if provider is None or url_env is None:
+            return None
+        return TeamRobotSpec(provider=provider, url_env=url_env, secret_env=names["secret_env"])
 
     def _helper(self, record: _Record) -> HelperSpec | None:
         name = record.text("name", required=True)

@@ -36,6 +36,7 @@ __all__ = [
     "Helper",
     "Notification",
     "Person",
+    "ProviderReceipt",
     "RegisterSnapshot",
     "RejectedMessage",
     "TeamMember",
@@ -81,6 +82,8 @@ class Village(Base):
     __tablename__ = "villages"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    #: The team's group robot (SPEC §11): ``{provider, url_env, secret_env}``, or None.
+    team_robot: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     team: Mapped[list[TeamMember]] = relationship(
         back_populates="village", order_by="TeamMember.id", cascade="all, delete-orphan"
     )
@@ -304,6 +307,8 @@ class Notification(Base):
     recipient_name: Mapped[str] = mapped_column(String(100))
     recipient_phone: Mapped[str] = mapped_column(String(20))
     channel: Mapped[str] = mapped_column(String(10))
+    #: The provider that carried it (``twilio``, ``aliyun_sms``, ``dingtalk`` …), once sent.
+    provider: Mapped[str | None] = mapped_column(String(20), nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     #: pending -> sending -> sent -> (queued/delivered/completed/failed/...), or failed.
     status: Mapped[str] = mapped_column(String(20))
@@ -392,3 +397,17 @@ class RegisterSnapshot(Base):
     month: Mapped[str] = mapped_column(String(7))
     taken_at: Mapped[datetime]
     persons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class ProviderReceipt(Base):
+    """A provider's receipt already acted on: providers retry and batch their pushes, and
+    the same receipt must count once (SPEC §11)."""
+
+    __tablename__ = "provider_receipts"
+    __table_args__ = (UniqueConstraint("kind", "key", name="uq_provider_receipts_kind_key"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    #: ``aliyun.sms-report``, ``aliyun.sms-up``, ``aliyun.voice-report``.
+    kind: Mapped[str] = mapped_column(String(40))
+    #: What identifies one receipt of that kind (e.g. the biz id and the outcome).
+    key: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime]

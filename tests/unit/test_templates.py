@@ -38,6 +38,7 @@ LONG_PARAMS: dict[str, str] = {
     "helper": "李四光",
     "week": "12月25日-12月31日",
     "count": "12",
+    "alerts": "坝芒村欧阳明SOS求助（A7K2）、坝芒村张三丰跌倒（B3C4）",
     "people": format_people(
         ["张三丰", "王小二", "赵六一", "孙七七", "周八八", "吴九九", "郑十一", "冯十二"]
     ),
