@@ -200,14 +200,14 @@ async def test_the_fourth_sos_sms_to_one_number_in_a_day_is_throttled_to_voice(
 
         assert len(cn.sms_to(HELPER, "sos_alert")) == 3, "the carrier's limit: 3 a day"
         assert len(cn.calls_to(HELPER)) == 4, "the fourth still reaches the helper, by voice"
-        [throttled] = await cn.rows(alert_id=alerts[3].id, channel="sms")
+        [throttled] = await cn.rows(alert_id=alerts[3].id, channel="sms", template="sos_alert")
         assert throttled.status == "throttled" and throttled.sid is None
         assert "3 times" in (throttled.error or "")
 
         clock.advance(timedelta(hours=21))  # 24 h after the first: one slot frees up
         fifth = await _alert(cn, AlertType.SOS)
         await cn.alerts.tick()
-        [row] = await cn.rows(alert_id=fifth.id, channel="sms")
+        [row] = await cn.rows(alert_id=fifth.id, channel="sms", template="sos_alert")
         assert row.status == "sent" and len(cn.sms_to(HELPER, "sos_alert")) == 4
 
 
