@@ -277,6 +277,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    #: Why it was closed, from the console's list (real, false_alarm, test, away, …).
+    close_cause: Mapped[str | None] = mapped_column(String(20))
     cancelled_at: Mapped[datetime | None]
     person: Mapped[Person] = relationship()
     notifications: Mapped[list[Notification]] = relationship(

@@ -61,16 +61,22 @@ def _settings(database_url: str, prefix: str, port: int, twilio: FakeTwilio, **e
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, prefix: str, *, watch_poll_seconds: float | None = None
+    settings: Settings,
+    prefix: str,
+    *,
+    watch_poll_seconds: float | None = None,
+    register: str | None = None,
 ) -> AsyncIterator[Live]:
-    """A migrated, provisioned (one resident) gateway running in this loop until exit;
-    its persistent MQTT session is wiped afterwards."""
+    """A migrated, provisioned (one resident, unless ``register`` says otherwise) gateway
+    running in this loop until exit; its persistent MQTT session is wiped afterwards."""
     await migrate(settings.database_url)
     gateway = Gateway(settings, "k" * 32, clock=SystemClock())
     if watch_poll_seconds is not None:
         gateway.watch.poll_seconds = watch_poll_seconds
     await apply_provisioning(
-        gateway.db, parse_provisioning(register_yaml(prefix, persons=1)), datetime.now(UTC)
+        gateway.db,
+        parse_provisioning(register or register_yaml(prefix, persons=1)),
+        datetime.now(UTC),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop, run_migrations=False))

@@ -1,0 +1,130 @@
+"""Fixtures of the browser tests: Debian's Chromium driven by Playwright (one browser for
+the whole session), a real gateway on the real broker and databases, screenshots kept
+under test-artifacts/screenshots/ for a person to look at."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from tests.fakes.fake_twilio import FakeTwilio
+from tests.helpers import register_yaml
+from tests.integration.conftest import twilio
+from tests.integration.test_alerts_e2e import Live, _settings, running_gateway
+from tests.services import free_port
+
+#: ``twilio`` is the end-to-end suites' fake-Twilio fixture, shared by importing it here.
+__all__ = ["PHONE", "browser", "desktop", "live", "log_in", "phone", "screenshot", "twilio"]
+CHROMIUM = os.environ.get("HOMEWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
+PASSWORD = "correct-horse-battery"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 360, "height": 740}
+OTHER_HELPER = "+8613700000003"
+
+
+def browser_register(prefix: str) -> str:
+    """Two residents of helper 李四 in 坝芒村, and 王奶奶 of helper 周强 in 隘口村."""
+    other = f"""  - name: 王奶奶
+    gender: 女
+    id_number: "500241194001010222"
+    village: 隘口村
+    categories: [left_behind]
+    care_level: general
+    helper: "{OTHER_HELPER}"
+    phone: "+8613600009999"
+    address: 隘口村5组8号
+    devices:
+      - {{uid: {prefix}-w-sos, kind: sos, protocol: native,
+          topic: {prefix}/homewatch/{prefix}-w-sos}}
+"""
+    return register_yaml(prefix, persons=2, extra_person_yaml=other).replace(
+        "helpers:\n",
+        "  - name: 隘口村\n    emergency_team: []\nhelpers:\n"
+        f'  - {{name: 周强, phone: "{OTHER_HELPER}", title: 驻村干部, village: 隘口村}}\n',
+        1,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium fonts-wqy-microhei")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", PASSWORD)
+    settings = _settings(database_url, mqtt_prefix, free_port(), twilio)
+    async with running_gateway(
+        settings, mqtt_prefix, register=browser_register(mqtt_prefix)
+    ) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(
+        viewport=DESKTOP, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
+    context = await browser.new_context(
+        viewport=PHONE,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
+    context.set_default_timeout(10_000)
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+async def log_in(page: Page, base_url: str, username: str, path: str = "/") -> None:
+    await page.goto(base_url + path)
+    await page.wait_for_url("**/login**")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(base_url + path)
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    """Full-page PNG named after the page and the viewport width."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    path = SCREENSHOTS / f"{name}-{width}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+async def publish_event(prefix: str, uid: str, payload: dict[str, object]) -> None:
+    async with aiomqtt.Client("127.0.0.1", 1883) as client:
+        await client.publish(f"{prefix}/homewatch/{uid}/event", json.dumps(payload), qos=1)
