@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from gateway.console import alert_detail, board, login
+from gateway.console import alert_detail, board, homes, login, visits, wall
 from gateway.console.text import catalogue
 from gateway.console.web import CsrfRefusedError, LoginRequiredError
 
@@ -20,6 +20,9 @@ def install_console(app: FastAPI) -> None:
     app.include_router(login.router)
     app.include_router(board.router)
     app.include_router(alert_detail.router)
+    app.include_router(homes.router)
+    app.include_router(visits.router)
+    app.include_router(wall.router)
     app.mount(
         "/console-static",
         StaticFiles(packages=[("gateway.console", "static")]),

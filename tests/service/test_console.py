@@ -115,3 +115,48 @@ async def test_a_helper_sees_only_his_persons_alerts(api: Api) -> None:
     board = await api.client.get("/")
     assert "data-alert-code" not in board.text
     assert (await api.client.get(f"/alerts/{own}")).status_code == 404
+
+
+async def test_the_wall_screen_needs_no_login_and_shows_no_names(api: Api) -> None:
+    await _raise(api, 1)
+    wall = await api.client.get("/wall")
+    assert wall.status_code == 200
+    assert 'data-count="open">1<' in wall.text
+    for private in ("老人0", "老人1", "坝芒村3组", "+86"):
+        assert private not in wall.text
+
+
+async def test_homes_person_and_visit_pages_follow_the_api_scoping(api: Api) -> None:
+    await login(api.client, "lisi")
+    homes = await api.client.get("/homes")
+    assert homes.status_code == 200 and "老人0" in homes.text
+    person = await api.client.get("/persons/1")
+    assert person.status_code == 200
+    # A helper sees ID numbers masked, as in the API.
+    assert re.search(r'data-field="id_number">\d{4}\*{10}\d{3}[\dX]<', person.text)
+    form = await api.client.get("/visits/new")
+    saved = await api.client.post(
+        "/visits/new",
+        data={
+            "csrf_token": _csrf(form.text),
+            "person_id": "1",
+            "visited_at": api.clock.now().astimezone(api.settings.tz).strftime("%Y-%m-%dT%H:%M"),
+            "helper_phone": "+8613700000001",
+            "services": ["daily_care", "health"],
+            "notes": "精神不错",
+        },
+    )
+    assert saved.status_code == 303, saved.text
+    visits = await api.client.get("/persons/1")
+    assert "生活照料、健康保健" in visits.text and "精神不错" in visits.text
+
+
+async def test_a_visit_without_a_person_is_refused_naming_the_field(api: Api) -> None:
+    await login(api.client, "admin")
+    form = await api.client.get("/visits/new")
+    refused = await api.client.post(
+        "/visits/new",
+        data={"csrf_token": _csrf(form.text), "services": ["daily_care"], "notes": "x"},
+    )
+    assert refused.status_code == 422
+    assert 'data-problem-field="person_id"' in refused.text
