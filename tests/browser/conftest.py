@@ -4,6 +4,7 @@ under test-artifacts/screenshots/ for a person to look at."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,18 @@ from tests.integration.test_alerts_e2e import Live, _settings, running_gateway
 from tests.services import free_port
 
 #: ``twilio`` is the end-to-end suites' fake-Twilio fixture, shared by importing it here.
-__all__ = ["PHONE", "browser", "desktop", "live", "log_in", "phone", "screenshot", "twilio"]
+__all__ = [
+    "PHONE",
+    "browser",
+    "desktop",
+    "live",
+    "live_sqlite",
+    "log_in",
+    "page_weight",
+    "phone",
+    "screenshot",
+    "twilio",
+]
 CHROMIUM = os.environ.get("HOMEWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
 PASSWORD = "correct-horse-battery"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -66,15 +78,31 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+@contextlib.asynccontextmanager
+async def _gateway(
+    database_url: str, prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", PASSWORD)
+    settings = _settings(database_url, prefix, free_port(), twilio)
+    async with running_gateway(settings, prefix, register=browser_register(prefix)) as running:
+        yield running
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def live(
     database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Live]:
-    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", PASSWORD)
-    settings = _settings(database_url, mqtt_prefix, free_port(), twilio)
-    async with running_gateway(
-        settings, mqtt_prefix, register=browser_register(mqtt_prefix)
-    ) as running:
+    """The gateway on each database: for the duty path, which must work on both."""
+    async with _gateway(database_url, mqtt_prefix, twilio, monkeypatch) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live_sqlite(
+    sqlite_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    """The gateway on SQLite only: for pages whose rendering no database changes."""
+    async with _gateway(sqlite_url, mqtt_prefix, twilio, monkeypatch) as running:
         yield running
 
 
@@ -123,6 +151,16 @@ async def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}-{width}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def page_weight(page: Page) -> int:
+    """Bytes the page and everything it loaded came to (as transferred, before caching)."""
+    weight: int = await page.evaluate(
+        """() => performance.getEntries()
+            .filter(e => e.entryType === "navigation" || e.entryType === "resource")
+            .reduce((sum, e) => sum + (e.decodedBodySize || 0), 0)"""
+    )
+    return weight
 
 
 async def publish_event(prefix: str, uid: str, payload: dict[str, object]) -> None:

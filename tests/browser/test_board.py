@@ -3,10 +3,16 @@ the board without a reload, is taken from the board, and its detail shows the ti
 
 from __future__ import annotations
 
-import pytest
-from playwright.async_api import BrowserContext, expect
+import re
 
-from tests.browser.conftest import log_in, publish_event, screenshot
+import httpx
+import pytest
+from playwright.async_api import BrowserContext, Route, expect
+from sqlalchemy import func, select
+
+from gateway.storage.models import Alert
+from tests.browser.conftest import PASSWORD, log_in, publish_event, screenshot
+from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.integration.test_alerts_e2e import Live
 
@@ -65,3 +71,79 @@ async def test_an_sos_appears_live_is_taken_from_the_board_and_shows_its_timelin
     )
     await expect(page.locator("text=误报")).to_be_visible()
     await screenshot(page, "alert-resolved")
+
+
+async def _sse_until(response: httpx.Response, event: str) -> list[str]:
+    """The stream's lines up to and including the first ``event: <event>`` message."""
+    lines: list[str] = []
+    seen = False
+    async for line in response.aiter_lines():
+        lines.append(line)
+        if line == f"event: {event}":
+            seen = True
+        elif seen and line == "":
+            return lines
+    raise AssertionError(f"the stream ended before an {event!r} event")
+
+
+async def test_a_reconnecting_board_is_replayed_the_alerts_it_missed(live_sqlite: Live) -> None:
+    await publish_event(
+        live_sqlite.prefix, f"{live_sqlite.prefix}-p1-sos", {"type": "sos", "id": "r-1"}
+    )
+
+    async def raised() -> int | None:
+        async with live_sqlite.gateway.db.session() as session:
+            return (await session.execute(select(func.max(Alert.id)))).scalar_one()
+
+    await wait_until(raised, within=10)
+    alert_id = await raised()
+    async with httpx.AsyncClient(base_url=live_sqlite.public_url, timeout=10) as client:
+        form = await client.get("/login")
+        token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text)
+        assert token
+        await client.post(
+            "/login",
+            data={"username": "admin", "password": PASSWORD, "csrf_token": token.group(1)},
+        )
+        # Missed while away: replayed with its database id.
+        headers = {"Last-Event-ID": str(alert_id - 1)}
+        async with client.stream("GET", "/live/board", headers=headers) as response:
+            lines = await _sse_until(response, "alert")
+        assert f"id: {alert_id}" in lines
+        assert any("老人1" in line for line in lines if line.startswith("data:"))
+        # Already seen: not replayed; the board comes straight away.
+        headers = {"Last-Event-ID": str(alert_id)}
+        async with client.stream("GET", "/live/board", headers=headers) as response:
+            lines = await _sse_until(response, "board")
+        assert "event: alert" not in lines
+        assert any(f'data-alert-id="{alert_id}"' in line for line in lines)
+
+
+async def test_the_board_shows_how_long_the_live_connection_has_been_down(
+    live_sqlite: Live, desktop: BrowserContext
+) -> None:
+    page = await desktop.new_page()
+    streams = 0
+
+    async def cut_after_first(route: Route) -> None:
+        # The first stream ends at once (the gateway went away); every reconnect fails.
+        nonlocal streams
+        streams += 1
+        if streams == 1:
+            await route.fulfill(
+                status=200,
+                headers={"Content-Type": "text/event-stream"},
+                body="retry: 500\n\nevent: ping\ndata: 0\n\n",
+            )
+        else:
+            await route.abort("connectionrefused")
+
+    await page.route("**/live/board**", cut_after_first)
+    await log_in(page, live_sqlite.public_url, "admin")
+    banner = page.locator("#live-banner")
+    await expect(banner).to_be_visible()
+    await expect(page.locator("#lost-seconds")).not_to_have_text("0", timeout=5_000)
+    await screenshot(page, "board-connection-lost")
+    # The gateway is back: the board reconnects and the banner goes.
+    await page.unroute("**/live/board**")
+    await expect(banner).to_be_hidden(timeout=20_000)

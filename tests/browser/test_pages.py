@@ -13,7 +13,7 @@ from playwright.async_api import BrowserContext, expect
 from sqlalchemy import select
 
 from gateway.storage.models import Visit
-from tests.browser.conftest import log_in, publish_event, screenshot
+from tests.browser.conftest import log_in, page_weight, publish_event, screenshot
 from tests.integration.test_alerts_e2e import Live
 
 pytestmark = [
@@ -30,18 +30,11 @@ JPEG = base64.b64decode(
 )
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    """Page rendering does not depend on the database kind; the duty path runs on both."""
-    if not database_url.startswith("sqlite"):
-        pytest.skip("covered on SQLite; the board test runs on both databases")
-
-
 async def test_a_visit_logged_on_a_phone_is_stored_with_its_photo(
-    sqlite_only: None, live: Live, phone: BrowserContext, tmp_path: Path
+    live_sqlite: Live, phone: BrowserContext, tmp_path: Path
 ) -> None:
     page = await phone.new_page()
-    await log_in(page, live.public_url, "lisi", "/visits/new")
+    await log_in(page, live_sqlite.public_url, "lisi", "/visits/new")
     await screenshot(page, "visit-new")
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the visit form overflows a 360 px screen ({width} px)"
@@ -56,34 +49,34 @@ async def test_a_visit_logged_on_a_phone_is_stored_with_its_photo(
     await expect(page.locator("[data-saved-visit]")).to_be_visible()
     await screenshot(page, "visit-saved")
 
-    async with live.gateway.db.session() as session:
+    async with live_sqlite.gateway.db.session() as session:
         visits = (await session.execute(select(Visit))).scalars().all()
     assert len(visits) == 1
     (visit,) = visits
     assert visit.services == ["daily_care", "companionship"]
     assert visit.notes == "帮忙买米，老人精神好" and visit.created_by == "lisi"
     assert visit.photo_path is not None
-    assert (Path(live.gateway.settings.data_dir) / visit.photo_path).read_bytes() == JPEG
+    assert (Path(live_sqlite.gateway.settings.data_dir) / visit.photo_path).read_bytes() == JPEG
 
 
-async def test_a_helper_sees_only_his_persons(
-    sqlite_only: None, live: Live, phone: BrowserContext
-) -> None:
-    await publish_event(live.prefix, f"{live.prefix}-w-sos", {"type": "sos", "id": "w-1"})
+async def test_a_helper_sees_only_his_persons(live_sqlite: Live, phone: BrowserContext) -> None:
+    await publish_event(
+        live_sqlite.prefix, f"{live_sqlite.prefix}-w-sos", {"type": "sos", "id": "w-1"}
+    )
     page = await phone.new_page()
-    await log_in(page, live.public_url, "lisi", "/homes")
+    await log_in(page, live_sqlite.public_url, "lisi", "/homes")
     cards = page.locator(".home-card")
     await expect(cards).to_have_count(2)
     await expect(page.locator("main")).not_to_contain_text("王奶奶")
     await screenshot(page, "homes-helper")
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the homes page overflows a 360 px screen ({width} px)"
-    await page.goto(live.public_url + "/")
+    await page.goto(live_sqlite.public_url + "/")
     await expect(page.locator(".empty")).to_be_visible()
     await screenshot(page, "board-helper")
 
     await cards.count()
-    await page.goto(live.public_url + "/homes")
+    await page.goto(live_sqlite.public_url + "/homes")
     await page.locator(".home-card a.who").first.click()
     await page.wait_for_url("**/persons/*")
     id_number = await page.locator('[data-field="id_number"]').inner_text()
@@ -92,58 +85,65 @@ async def test_a_helper_sees_only_his_persons(
 
 
 async def test_admin_pages_and_the_wall_screen(
-    sqlite_only: None, live: Live, desktop: BrowserContext, phone: BrowserContext
+    live_sqlite: Live, desktop: BrowserContext, phone: BrowserContext
 ) -> None:
-    await publish_event(live.prefix, f"{live.prefix}-p1-sos", {"type": "sos", "id": "a-1"})
-    await publish_event(live.prefix, f"{live.prefix}-p0-pir", {"type": "motion", "state": True})
+    await publish_event(
+        live_sqlite.prefix, f"{live_sqlite.prefix}-p1-sos", {"type": "sos", "id": "a-1"}
+    )
+    await publish_event(
+        live_sqlite.prefix, f"{live_sqlite.prefix}-p0-pir", {"type": "motion", "state": True}
+    )
     admin = await desktop.new_page()
-    await log_in(admin, live.public_url, "admin")
+    await log_in(admin, live_sqlite.public_url, "admin")
     await expect(admin.locator('.alert-row[data-status="open"]')).to_have_count(1)
+    # A cheap phone on a slow link: every page with its scripts stays under ~150 KB.
+    assert await page_weight(admin) < 150_000
     for path, name in (("/homes", "homes"), ("/visits/new", "visit"), ("/persons/1", "person")):
-        await admin.goto(live.public_url + path)
+        await admin.goto(live_sqlite.public_url + path)
         await screenshot(admin, f"{name}-admin")
+        assert await page_weight(admin) < 150_000, path
     # The town sees the full ID number.
     await expect(admin.locator('[data-field="id_number"]')).to_have_text(
         re.compile(r"^\d{17}[\dX]$")
     )
 
     small = await phone.new_page()
-    await log_in(small, live.public_url, "admin")
+    await log_in(small, live_sqlite.public_url, "admin")
     await expect(small.locator('.alert-row[data-status="open"]')).to_have_count(1)
     await screenshot(small, "board-sos")
     assert await small.evaluate("document.documentElement.scrollWidth") <= 360
     code = await small.locator(".alert-row").first.get_attribute("data-alert-id")
-    await small.goto(f"{live.public_url}/alerts/{code}")
+    await small.goto(f"{live_sqlite.public_url}/alerts/{code}")
     await screenshot(small, "alert-detail")
     assert await small.evaluate("document.documentElement.scrollWidth") <= 360
 
     # The wall screen: no login, counts only.
     wall_page = await desktop.new_page()
-    await wall_page.goto(live.public_url + "/wall")
+    await wall_page.goto(live_sqlite.public_url + "/wall")
     await expect(wall_page.locator('[data-count="open"]')).to_have_text("1")
     text = await wall_page.locator("body").inner_text()
     for private in ("老人", "王奶奶", "组", "+86", "坝芒村"):
         assert private not in text, f"the wall screen shows {private!r}"
     await screenshot(wall_page, "wall")
     wall_small = await phone.new_page()
-    await wall_small.goto(live.public_url + "/wall")
+    await wall_small.goto(live_sqlite.public_url + "/wall")
     await screenshot(wall_small, "wall")
 
 
 async def test_login_is_required_and_a_post_without_csrf_is_refused(
-    sqlite_only: None, live: Live, desktop: BrowserContext
+    live_sqlite: Live, desktop: BrowserContext
 ) -> None:
     page = await desktop.new_page()
-    await page.goto(live.public_url + "/homes")
+    await page.goto(live_sqlite.public_url + "/homes")
     await page.wait_for_url("**/login?next=/homes")
     await screenshot(page, "login")
     await page.fill("#username", "admin")
     await page.fill("#password", "wrong-password")
     await page.click("button[type=submit]")
     await expect(page.locator(".error")).to_contain_text("用户名或密码错误")
-    await log_in(page, live.public_url, "admin", "/homes")
+    await log_in(page, live_sqlite.public_url, "admin", "/homes")
     cookies = {c["name"]: c for c in await desktop.cookies()}
     session = cookies["homewatch_session"]
     assert session["httpOnly"] and session["sameSite"] == "Lax"
-    refused = await page.request.post(live.public_url + "/alerts/1/ack", form={"x": "1"})
+    refused = await page.request.post(live_sqlite.public_url + "/alerts/1/ack", form={"x": "1"})
     assert refused.status == 403

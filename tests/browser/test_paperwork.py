@@ -39,12 +39,10 @@ async def _measures(live: Live, name: str) -> str:
 
 
 async def test_register_export_then_import_preview_and_apply(
-    live: Live, desktop: BrowserContext, tmp_path: object
+    live_sqlite: Live, desktop: BrowserContext, tmp_path: object
 ) -> None:
-    if not live.gateway.settings.database_url.startswith("sqlite"):
-        pytest.skip("covered on SQLite; the board test runs on both databases")
     page = await desktop.new_page()
-    await log_in(page, live.public_url, "admin", "/register")
+    await log_in(page, live_sqlite.public_url, "admin", "/register")
     await page.select_option("#export-village", "坝芒村")
     async with page.expect_download() as download_info:
         await page.click('[data-action="export"]')
@@ -67,16 +65,16 @@ async def test_register_export_then_import_preview_and_apply(
     await expect(row).to_contain_text("帮扶措施")
     await expect(row).to_contain_text("每周两次上门，代购药品")
     await screenshot(page, "register-preview")
-    assert await _measures(live, "老人0") == "每周上门一次", "a preview must change nothing"
+    assert await _measures(live_sqlite, "老人0") == "每周上门一次", "a preview must change nothing"
 
     await page.click('[data-action="apply"]')
     await expect(report).to_have_attribute("data-dry-run", "false")
-    assert await _measures(live, "老人0") == "每周两次上门，代购药品"
+    assert await _measures(live_sqlite, "老人0") == "每周两次上门，代购药品"
     await screenshot(page, "register-applied")
 
-    await page.goto(live.public_url + "/compliance")
+    await page.goto(live_sqlite.public_url + "/compliance")
     await expect(page.locator('[data-testid="compliance"] tbody tr')).to_have_count(3)
     await screenshot(page, "compliance")
-    await page.goto(live.public_url + "/reports")
+    await page.goto(live_sqlite.public_url + "/reports")
     await expect(page.locator("h1")).to_contain_text("统计")
     await screenshot(page, "reports")

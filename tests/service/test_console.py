@@ -160,3 +160,20 @@ async def test_a_visit_without_a_person_is_refused_naming_the_field(api: Api) ->
     )
     assert refused.status_code == 422
     assert 'data-problem-field="person_id"' in refused.text
+
+
+async def test_an_unanswered_alert_turns_amber_after_60_s_and_red_after_180_s(api: Api) -> None:
+    await login(api.client, "admin")
+    await _raise(api, 1)
+
+    async def ageing() -> str:
+        board = await api.client.get("/")
+        found = re.search(r'class="alert-row sev-emergency ([a-z-]*)\s*"', board.text)
+        assert found, board.text
+        return found.group(1)
+
+    assert await ageing() == ""
+    api.clock.advance(61)
+    assert await ageing() == "age-amber"
+    api.clock.advance(120)
+    assert await ageing() == "age-red"

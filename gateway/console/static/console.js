@@ -3,6 +3,16 @@
 (function () {
   "use strict";
   var body = document.body;
+  var countdown = document.getElementById("countdown");
+  if (countdown) {
+    // The escalation's next step, counted down against the server's clock.
+    var offset = Number(body.dataset.nowMs) - Date.now();
+    var words = document.getElementById("texts").dataset;
+    window.setInterval(function () {
+      var s = Math.max(0, Math.floor((Number(countdown.dataset.nextMs) - Date.now() - offset) / 1000));
+      countdown.textContent = Math.floor(s / 60) + " " + words.minutes + " " + (s % 60) + " " + words.seconds;
+    }, 1000);
+  }
   if (body.dataset.page !== "board") { return; }
   var texts = document.getElementById("texts").dataset;
   var skew = Number(body.dataset.nowMs) - Date.now();
