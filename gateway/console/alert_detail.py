@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.api.deps import Ctx, SessionDep
 from gateway.console.board import CLOSE_CAUSES, visible_alert
-from gateway.console.web import ConsoleUser, PageDep
+from gateway.console.web import ConsoleUser, CsrfChecked, PageDep
 from gateway.storage import console_queries as cq
 from gateway.storage import register_queries as rq
-from gateway.storage.models import Alert, Notification
+from gateway.storage.models import Alert, AlertNote, Notification
 
 __all__ = ["router"]
 
@@ -44,8 +46,11 @@ def _taken_how(alert: Alert, notifications: list[Notification]) -> str:
     return "web"
 
 
-def _timeline(alert: Alert, notifications: list[Notification]) -> list[Moment]:
+def _timeline(
+    alert: Alert, notifications: list[Notification], notes: Sequence[AlertNote]
+) -> list[Moment]:
     moments = [Moment(alert.raised_at, "raised", alert.type)]
+    moments.extend(Moment(note.at, "note", f"{note.author}：{note.text}") for note in notes)
     for row in notifications:
         moments.append(
             Moment(row.sent_at or row.created_at, "notified", row.recipient_name, row.status)
@@ -68,6 +73,7 @@ async def alert_page(
     village = await rq.village_with_team(session, alert.person.village_id)
     notifications = list(alert.notifications)
     events = await cq.person_events(session, alert.person_id, page.now - _RECENT_ACTIVITY, 30)
+    notes = await cq.notes_of_alert(session, alert.id)
     steps = context.alerts.steps(alert.group)
     countdown = (
         max(int((alert.next_step_at - page.now).total_seconds()), 0)
@@ -85,7 +91,22 @@ async def alert_page(
         countdown=countdown,
         next_step_ms=int(alert.next_step_at.timestamp() * 1000) if alert.next_step_at else 0,
         taken_how=_taken_how(alert, notifications),
-        timeline=_timeline(alert, notifications),
+        timeline=_timeline(alert, notifications, notes),
+        notes=notes,
         events=events,
         causes=CLOSE_CAUSES,
     )
+
+
+@router.post("/alerts/{alert_id}/notes", dependencies=[CsrfChecked])
+async def add_note(
+    alert_id: int,
+    user: ConsoleUser,
+    session: SessionDep,
+    page: PageDep,
+    text: Annotated[str, Form(min_length=1, max_length=2000)],
+) -> Response:
+    """A line in the alert's log (who was called, what they said), by whoever sees it."""
+    await visible_alert(session, user, alert_id)
+    await cq.add_note(session, alert_id, user.username, text.strip(), page.now)
+    return RedirectResponse(f"/alerts/{alert_id}#notes", status_code=status.HTTP_303_SEE_OTHER)

@@ -14,16 +14,27 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from gateway.storage.models import Alert, AwayPeriod, Device, DeviceState, Event, Person, Visit
+from gateway.storage.models import (
+    Alert,
+    AlertNote,
+    AwayPeriod,
+    Device,
+    DeviceState,
+    Event,
+    Person,
+    Visit,
+)
 from gateway.storage.queries import visible_person_ids
 
 __all__ = [
     "WallCounts",
     "active_away",
+    "add_note",
     "alerts_after",
     "alerts_of_person",
     "last_visits",
     "max_alert_id",
+    "notes_of_alert",
     "person_events",
     "set_close_cause",
     "wall_counts",
@@ -78,6 +89,25 @@ async def alerts_of_person(
         .scalars()
         .all()
     )
+
+
+async def notes_of_alert(session: AsyncSession, alert_id: int) -> Sequence[AlertNote]:
+    return (
+        (
+            await session.execute(
+                select(AlertNote).where(AlertNote.alert_id == alert_id).order_by(AlertNote.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+
+
+async def add_note(
+    session: AsyncSession, alert_id: int, author: str, text: str, at: datetime
+) -> None:
+    session.add(AlertNote(alert_id=alert_id, at=at, author=author, text=text))
+    await session.commit()
 
 
 async def set_close_cause(session: AsyncSession, alert_id: int, cause: str) -> None:

@@ -25,6 +25,7 @@ from gateway.storage.types import UTCDateTime
 
 __all__ = [
     "Alert",
+    "AlertNote",
     "AuditEntry",
     "AwayPeriod",
     "Base",
@@ -284,6 +285,17 @@ class Alert(Base):
     notifications: Mapped[list[Notification]] = relationship(
         back_populates="alert", order_by="Notification.id"
     )
+
+
+class AlertNote(Base):
+    """What the duty officer wrote while handling an alert (called the daughter, …)."""
+
+    __tablename__ = "alert_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Notification(Base):

@@ -63,6 +63,10 @@ async def test_an_sos_appears_live_is_taken_from_the_board_and_shows_its_timelin
     await expect(page.locator("text=李四").first).to_be_visible()
     await screenshot(page, "alert-detail")
 
+    await page.fill("#note-text", "已电话联系李四，正在上门")
+    await page.click('[data-action="note"]')
+    await expect(timeline.locator('[data-moment="note"]')).to_contain_text("正在上门")
+
     await page.select_option("#cause", "false_alarm")
     await page.fill("#note", "老人误按")
     await page.click('form.stack [data-action="resolve"]')
