@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -106,33 +107,30 @@ async def live_sqlite(
         yield running
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(
-        viewport=DESKTOP, locale="zh-CN", timezone_id="Asia/Shanghai"
-    )
+@contextlib.asynccontextmanager
+async def _context(browser: Browser, **options: Any) -> AsyncIterator[BrowserContext]:
+    """A fresh profile (cookies, storage) in the town's language and time zone."""
+    context = await browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **options)
     context.set_default_timeout(10_000)
     try:
         yield context
     finally:
         await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def desktop(browser: Browser) -> AsyncIterator[BrowserContext]:
+    async with _context(browser, viewport=DESKTOP) as context:
+        yield context
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def phone(browser: Browser) -> AsyncIterator[BrowserContext]:
-    context = await browser.new_context(
-        viewport=PHONE,
-        locale="zh-CN",
-        timezone_id="Asia/Shanghai",
-        is_mobile=True,
-        has_touch=True,
-        device_scale_factor=2,
-    )
-    context.set_default_timeout(10_000)
-    try:
+    """A cheap Android phone: 360 × 740, touch, twice the pixels."""
+    async with _context(
+        browser, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2
+    ) as context:
         yield context
-    finally:
-        await context.close()
 
 
 async def log_in(page: Page, base_url: str, username: str, path: str = "/") -> None:
