@@ -11,7 +11,7 @@ from playwright.async_api import BrowserContext, expect
 from sqlalchemy import select
 
 from gateway.storage.models import Person
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import log_in, publish_event, screenshot
 from tests.integration.test_alerts_e2e import Live
 
 pytestmark = [
@@ -39,7 +39,7 @@ async def _measures(live: Live, name: str) -> str:
 
 
 async def test_register_export_then_import_preview_and_apply(
-    live_sqlite: Live, desktop: BrowserContext, tmp_path: object
+    live_sqlite: Live, desktop: BrowserContext, phone: BrowserContext
 ) -> None:
     page = await desktop.new_page()
     await log_in(page, live_sqlite.public_url, "admin", "/register")
@@ -75,6 +75,35 @@ async def test_register_export_then_import_preview_and_apply(
     await page.goto(live_sqlite.public_url + "/compliance")
     await expect(page.locator('[data-testid="compliance"] tbody tr')).to_have_count(3)
     await screenshot(page, "compliance")
+    # A false alarm, taken and closed from the board, for the reports.
+    await publish_event(
+        live_sqlite.prefix, f"{live_sqlite.prefix}-p1-sos", {"type": "sos", "id": "f-1"}
+    )
+    await page.goto(live_sqlite.public_url + "/")
+    row = page.locator('.alert-row[data-status="open"]')
+    await expect(row).to_have_count(1, timeout=15_000)
+    await row.locator('[data-action="ack"]').click()
+    taken = page.locator('.alert-row[data-status="acknowledged"]')
+    await expect(taken).to_have_count(1)
+    await taken.locator('select[name="cause"]').select_option("false_alarm")
+    await taken.locator('[data-action="resolve"]').click()
+    await expect(page.locator(".empty")).to_be_visible()
+
     await page.goto(live_sqlite.public_url + "/reports")
-    await expect(page.locator("h1")).to_contain_text("统计")
+    await expect(page.locator('[data-testid="false-share"]')).to_contain_text("100.0%")
+    await expect(page.locator('[data-testid="ack-times"] tbody tr')).to_have_count(1)
     await screenshot(page, "reports")
+
+    small = await phone.new_page()
+    await small.goto(live_sqlite.public_url + "/login")
+    await screenshot(small, "login")
+    await log_in(small, live_sqlite.public_url, "admin", "/compliance")
+    for path, name in (
+        ("/compliance", "compliance"),
+        ("/register", "register"),
+        ("/reports", "reports"),
+    ):
+        await small.goto(live_sqlite.public_url + path)
+        await screenshot(small, name)
+        width = await small.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"{path} overflows a 360 px screen ({width} px)"

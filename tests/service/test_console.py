@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from alerts.types import AlertTrigger, AlertType
+from gateway.api.deps import ApiContext
 from gateway.storage.db import Database
 from tests.service.api_support import PASSWORD, Api, running_api
 
@@ -38,11 +39,14 @@ async def login(client: httpx.AsyncClient, username: str) -> None:
     assert response.headers["location"] == "/"
 
 
-async def _raise(api: Api, person_id: int, alert_type: AlertType = AlertType.SOS) -> int:
-    from alerts.service import AlertService  # noqa: F401 - type only
+def _context(api: Api) -> ApiContext:
+    """The running app's parts (its AlertService above all)."""
+    context: ApiContext = api.client._transport.app.state.context  # type: ignore[attr-defined]
+    return context
 
-    context = api.client._transport.app.state.context  # type: ignore[attr-defined]
-    alert, _ = await context.alerts.raise_alert(
+
+async def _raise(api: Api, person_id: int, alert_type: AlertType = AlertType.SOS) -> int:
+    alert, _ = await _context(api).alerts.raise_alert(
         AlertTrigger(type=alert_type, person_id=person_id, at=api.clock.now())
     )
     return int(alert.id)
@@ -177,3 +181,36 @@ async def test_an_unanswered_alert_turns_amber_after_60_s_and_red_after_180_s(ap
     assert await ageing() == "age-amber"
     api.clock.advance(120)
     assert await ageing() == "age-red"
+
+
+async def test_reports_give_the_time_to_acknowledge_and_the_false_alarm_share(api: Api) -> None:
+    await login(api.client, "admin")
+    first = await _raise(api, 1)
+    second = await _raise(api, 2, AlertType.FALL)
+    context = _context(api)
+    api.clock.advance(30)
+    await context.alerts.acknowledge(first, "admin")
+    api.clock.advance(90)
+    await context.alerts.acknowledge(second, "admin")
+    board = await api.client.get("/")
+    await api.client.post(
+        f"/alerts/{first}/resolve", data={"csrf_token": _csrf(board.text), "cause": "false_alarm"}
+    )
+    await api.client.post(
+        f"/alerts/{second}/resolve", data={"csrf_token": _csrf(board.text), "cause": "real"}
+    )
+    year = api.clock.now().astimezone(api.settings.tz).year
+    reports = await api.client.get(f"/reports?year={year}")
+    assert reports.status_code == 200
+    # Medians of 30 s and 120 s: 75 s; one of the two within 60 s; one false alarm of two.
+    assert "1 分 15 秒" in reports.text
+    assert "50.0%" in re.sub(r"\s+", "", reports.text).replace("✕", "")
+    share = re.search(r'data-testid="false-share"><b>([\d.]+)%', reports.text)
+    assert share and share.group(1) == "50.0"
+
+
+async def test_helpers_get_no_register_or_reports(api: Api) -> None:
+    await login(api.client, "lisi")
+    for path in ("/register", "/reports", "/register/export.xlsx"):
+        response = await api.client.get(path)
+        assert response.status_code == 403, path
