@@ -5,12 +5,11 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.console import alert_detail, board, homes, login, paperwork, visits, wall
-from gateway.console.text import catalogue
-from gateway.console.web import CsrfRefusedError, LoginRequiredError
+from gateway.console.web import CsrfRefusedError, LoginRequiredError, Page
 
 __all__ = ["install_console"]
 
@@ -41,8 +40,5 @@ def install_console(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfRefusedError)
     async def refuse(request: Request, error: CsrfRefusedError) -> Response:
-        text = catalogue()["csrf"]["refused"]
-        return HTMLResponse(
-            f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><p>{text}</p></html>',
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
+        page = Page(request, request.app.state.context)
+        return page.render("refused.html", None, status_code=status.HTTP_403_FORBIDDEN)

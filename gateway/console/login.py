@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gateway.api.deps import Ctx, SessionDep, user_by_name
-from gateway.console.text import catalogue
+from gateway.console.text import LANGUAGES
 from gateway.console.web import (
+    LANGUAGE_COOKIE,
     LOGIN_NONCE_COOKIE,
     SESSION_COOKIE,
     CsrfChecked,
@@ -71,7 +72,7 @@ async def login(
     nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
     if not nonce or not hmac.compare_digest(csrf_token, csrf_for(context.secret_key, nonce)):
         return _login_form(
-            request, page, next_path=_safe_next(next), error=catalogue()["csrf"]["refused"]
+            request, page, next_path=_safe_next(next), error=page.words["csrf"]["refused"]
         )
     user = await user_by_name(session, username)
     if user is None or not verify_password(password, user.password_hash):
@@ -79,7 +80,7 @@ async def login(
             request,
             page,
             next_path=_safe_next(next),
-            error=catalogue()["login"]["failed"],
+            error=page.words["login"]["failed"],
             username=username,
         )
     token = issue_token(context.secret_key, user.username, wall_clock())
@@ -101,4 +102,15 @@ async def login(
 async def logout() -> Response:
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/language/{language}")
+async def choose_language(language: str, next: str = "/") -> Response:
+    """The console's language for this browser (a preference, not a session)."""
+    response = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    if language in LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE, language, samesite="lax", max_age=365 * 86400, path="/"
+        )
     return response

@@ -8,9 +8,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["DEFAULT_LANGUAGE", "catalogue", "duration_text"]
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "catalogue", "duration_text"]
 
 DEFAULT_LANGUAGE = "zh-CN"
+#: Chinese for the town; English for visitors and the project's own people.
+LANGUAGES = ("zh-CN", "en")
 
 
 @cache

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -21,11 +22,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
 
 from gateway.api.deps import Ctx, Principal, principal_of
-from gateway.console.text import catalogue, duration_text
+from gateway.console.text import DEFAULT_LANGUAGE, LANGUAGES, catalogue, duration_text
 from gateway.security import TokenError, decode_token
 
 __all__ = [
     "CSRF_FIELD",
+    "LANGUAGE_COOKIE",
     "LOGIN_NONCE_COOKIE",
     "SESSION_COOKIE",
     "ConsoleUser",
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "homewatch_session"
+LANGUAGE_COOKIE = "homewatch_lang"
 LOGIN_NONCE_COOKIE = "homewatch_login"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -63,7 +66,8 @@ def _load_template(name: str) -> str:
     return resources.files("gateway.console").joinpath(f"templates/{name}").read_text("utf-8")
 
 
-def _environment() -> Environment:
+@cache
+def _environment(language: str) -> Environment:
     env = Environment(
         loader=FunctionLoader(_load_template),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -71,11 +75,8 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["duration"] = duration_text
+    env.filters["duration"] = lambda seconds: duration_text(seconds, language)
     return env
-
-
-_ENV = _environment()
 
 
 async def current_user(request: Request, context: Ctx) -> Principal:
@@ -126,6 +127,9 @@ class Page:
         self.context = context
         self.tz = context.settings.tz
         self.now = context.clock.now()
+        chosen = request.cookies.get(LANGUAGE_COOKIE, DEFAULT_LANGUAGE)
+        self.language = chosen if chosen in LANGUAGES else DEFAULT_LANGUAGE
+        self.words = catalogue(self.language)
 
     def local(self, moment: datetime | None, fmt: str = "%m-%d %H:%M") -> str:
         if moment is None:
@@ -139,17 +143,23 @@ class Page:
 
     def text(self, template: str, user: Principal | None = None, **values: Any) -> str:
         anchor = self.request.cookies.get(SESSION_COOKIE, "")
-        return _ENV.get_template(template).render(
-            t=catalogue(),
-            user=user,
-            csrf=csrf_for(self.context.secret_key, anchor) if anchor else "",
-            path=self.request.url.path,
-            now=self.now,
-            now_ms=int(self.now.timestamp() * 1000),
-            local=self.local,
-            age=self.age_seconds,
-            quote=quote,
-            **values,
+        return (
+            _environment(self.language)
+            .get_template(template)
+            .render(
+                t=self.words,
+                lang=self.language,
+                languages=LANGUAGES,
+                user=user,
+                csrf=csrf_for(self.context.secret_key, anchor) if anchor else "",
+                path=self.request.url.path,
+                now=self.now,
+                now_ms=int(self.now.timestamp() * 1000),
+                local=self.local,
+                age=self.age_seconds,
+                quote=quote,
+                **values,
+            )
         )
 
     def render(

@@ -13,6 +13,7 @@ import pytest
 
 from alerts.types import AlertTrigger, AlertType
 from gateway.api.deps import ApiContext
+from gateway.console.text import catalogue
 from gateway.storage.db import Database
 from tests.service.api_support import PASSWORD, Api, running_api
 
@@ -214,3 +215,39 @@ async def test_helpers_get_no_register_or_reports(api: Api) -> None:
     for path in ("/register", "/reports", "/register/export.xlsx"):
         response = await api.client.get(path)
         assert response.status_code == 403, path
+
+
+async def test_the_console_speaks_english_on_request(api: Api) -> None:
+    await login(api.client, "admin")
+    await _raise(api, 1)
+    switched = await api.client.get("/language/en?next=/homes")
+    assert switched.status_code == 303 and switched.headers["location"] == "/homes"
+    for path in (
+        "/",
+        "/homes",
+        "/persons/1",
+        "/visits/new",
+        "/compliance",
+        "/register",
+        "/reports",
+        "/wall",
+    ):
+        page = await api.client.get(path)
+        assert page.status_code == 200, path
+        assert '<html lang="en">' in page.text, path
+    board = await api.client.get("/")
+    assert "Alert board" in board.text and "Unanswered" in board.text
+    await api.client.get("/language/zh-CN")
+    assert "告警台" in (await api.client.get("/")).text
+
+
+def test_every_language_has_every_word() -> None:
+    def keys(tree: dict[str, object], prefix: str = "") -> set[str]:
+        found = set()
+        for key, value in tree.items():
+            found.add(prefix + key)
+            if isinstance(value, dict):
+                found |= keys(value, f"{prefix}{key}.")
+        return found
+
+    assert keys(catalogue("en")) == keys(catalogue("zh-CN"))
