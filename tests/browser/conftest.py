@@ -34,6 +34,7 @@ __all__ = [
     "page_weight",
     "phone",
     "screenshot",
+    "small_targets",
     "twilio",
 ]
 CHROMIUM = os.environ.get("HOMEWATCH_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -159,6 +160,18 @@ async def page_weight(page: Page) -> int:
             .reduce((sum, e) => sum + (e.decodedBodySize || 0), 0)"""
     )
     return weight
+
+
+async def small_targets(page: Page) -> list[str]:
+    """Controls a thumb must hit that are under 44 px tall (a label counts for its box)."""
+    small: list[str] = await page.evaluate(
+        """() => [...document.querySelectorAll(
+                'button, select, input:not([type=hidden]):not([type=checkbox]), '
+                + '.services label, nav a, .btn')]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().height < 44)
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    return small
 
 
 async def publish_event(prefix: str, uid: str, payload: dict[str, object]) -> None:

@@ -13,7 +13,13 @@ from playwright.async_api import BrowserContext, expect
 from sqlalchemy import select
 
 from gateway.storage.models import Visit
-from tests.browser.conftest import log_in, page_weight, publish_event, screenshot
+from tests.browser.conftest import (
+    log_in,
+    page_weight,
+    publish_event,
+    screenshot,
+    small_targets,
+)
 from tests.integration.test_alerts_e2e import Live
 
 pytestmark = [
@@ -36,6 +42,7 @@ async def test_a_visit_logged_on_a_phone_is_stored_with_its_photo(
     page = await phone.new_page()
     await log_in(page, live_sqlite.public_url, "lisi", "/visits/new")
     await screenshot(page, "visit-new")
+    assert await small_targets(page) == []
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the visit form overflows a 360 px screen ({width} px)"
     await page.select_option("#person_id", label="老人1 · 坝芒村")
@@ -111,6 +118,7 @@ async def test_admin_pages_and_the_wall_screen(
     await log_in(small, live_sqlite.public_url, "admin")
     await expect(small.locator('.alert-row[data-status="open"]')).to_have_count(1)
     await screenshot(small, "board-sos")
+    assert await small_targets(small) == []
     assert await small.evaluate("document.documentElement.scrollWidth") <= 360
     code = await small.locator(".alert-row").first.get_attribute("data-alert-id")
     await small.goto(f"{live_sqlite.public_url}/alerts/{code}")
