@@ -82,29 +82,44 @@ async def browser() -> AsyncIterator[Browser]:
 
 @contextlib.asynccontextmanager
 async def _gateway(
-    database_url: str, prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    prefix: str,
+    twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
 ) -> AsyncIterator[Live]:
     monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", PASSWORD)
-    settings = _settings(database_url, prefix, free_port(), twilio)
+    # Visit photos go to the test's own directory, never into the working tree.
+    settings = _settings(database_url, prefix, free_port(), twilio, data_dir=str(data_dir))
     async with running_gateway(settings, prefix, register=browser_register(prefix)) as running:
         yield running
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def live(
-    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+    database_url: str,
+    mqtt_prefix: str,
+    twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> AsyncIterator[Live]:
     """The gateway on each database: for the duty path, which must work on both."""
-    async with _gateway(database_url, mqtt_prefix, twilio, monkeypatch) as running:
+    async with _gateway(
+        database_url, mqtt_prefix, twilio, monkeypatch, tmp_path / "data"
+    ) as running:
         yield running
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def live_sqlite(
-    sqlite_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+    sqlite_url: str,
+    mqtt_prefix: str,
+    twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> AsyncIterator[Live]:
     """The gateway on SQLite only: for pages whose rendering no database changes."""
-    async with _gateway(sqlite_url, mqtt_prefix, twilio, monkeypatch) as running:
+    async with _gateway(sqlite_url, mqtt_prefix, twilio, monkeypatch, tmp_path / "data") as running:
         yield running
 
 
