@@ -213,6 +213,9 @@ class Gateway:
                     port=self.settings.api_port,
                     log_level="warning",
                     lifespan="off",
+                    # Open console boards hold live streams; they reconnect to another
+                    # process or after the restart, so shutdown need not wait for them.
+                    timeout_graceful_shutdown=2,
                 )
             )
             tasks.append(asyncio.create_task(server.serve(sockets=sockets), name="api"))

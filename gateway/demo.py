@@ -1,7 +1,7 @@
 """``homewatch demo``: the whole system on one machine with nothing else installed (SPEC §1).
 
 One process, one asyncio loop: an embedded MQTT broker (amqtt), a SQLite file, the whole
-town's demo register, the gateway (ingest, rules, escalation, HTTP API and status page),
+town's demo register, the gateway (ingest, rules, escalation, HTTP API and operator console),
 the simulator publishing the homes' routines, and a *demo script* that plays the people:
 it injects an SOS early on and later falls or SOS presses, and answers each alert the way a
 helper or team member would (replies "1" by SMS, then closes it after the visit).
@@ -632,7 +632,8 @@ def _banner(
     lines = [
         "",
         "Homewatch 智慧看家 — demo (演示)",
-        f"  status page 状态页:  {settings.public_url}/    API docs: {settings.public_url}/docs",
+        f"  console 操作台:      {settings.public_url}/    wall screen 值班大屏: "
+        f"{settings.public_url}/wall    API docs: {settings.public_url}/docs",
         f"  login 登录:          {ADMIN_USERNAME} / {password}   (town_admin; new each start)",
         f"  simulated time:      {started:%Y-%m-%d %H:%M} town time, {options.speed:g}x faster",
         f"  homes with sensors:  {len(households)} ({homes}; 坝芒村 is the pilot village)",

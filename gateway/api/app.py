@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 from gateway.api import (
     routes_alerts,
@@ -17,7 +16,7 @@ from gateway.api import (
 )
 from gateway.api.deps import ApiContext
 from gateway.api.docs import install_offline_docs
-from gateway.api.status_page import render_status_page
+from gateway.console import install_console
 
 __all__ = ["create_app"]
 
@@ -41,9 +40,6 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(routes_twilio.router)
     app.include_router(routes_aliyun.router)
     app.include_router(routes_watch.router)
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index() -> str:
-        return await render_status_page(context)
-
+    # The operator console (SPEC §9): `/`, `/login`, `/wall` and the other pages.
+    install_console(app)
     return app

@@ -21,7 +21,16 @@ from gateway.storage import register_queries as rq
 from gateway.storage.db import Database
 from gateway.storage.models import Person, User
 
-__all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep", "visible_person"]
+__all__ = [
+    "ApiContext",
+    "Ctx",
+    "CurrentUser",
+    "Principal",
+    "SessionDep",
+    "principal_of",
+    "user_by_name",
+    "visible_person",
+]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
@@ -96,11 +105,23 @@ async def get_current_user(
         username = decode_token(context.secret_key, token)
     except TokenError as error:
         raise unauthorized from error
-    user = (
+    principal = await principal_of(session, username)
+    if principal is None:
+        raise unauthorized
+    return principal
+
+
+async def user_by_name(session: AsyncSession, username: str) -> User | None:
+    return (
         await session.execute(select(User).where(User.username == username))
     ).scalar_one_or_none()
+
+
+async def principal_of(session: AsyncSession, username: str) -> Principal | None:
+    """The user named in a token or session cookie, or None when there is no such user."""
+    user = await user_by_name(session, username)
     if user is None:
-        raise unauthorized
+        return None
     return Principal(user.username, Role(user.role), user.village_id, user.helper_id)
 
 

@@ -15,18 +15,28 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.api.deps import Ctx, CurrentUser, Principal, SessionDep
+from gateway.api.deps import ApiContext, Ctx, CurrentUser, Principal, SessionDep
 from gateway.api.schemas_register import ComplianceRowOut, ComplianceSummaryOut
 from gateway.register.annual_io import annual_workbook
 from gateway.register.compliance import monthly_compliance, parse_month, summarize
 from gateway.register.ledger import build_workbook
-from gateway.register.ledger_io import apply_ledger, build_sheet, read_ledger
+from gateway.register.ledger_io import ImportReport, apply_ledger, build_sheet, read_ledger
 from gateway.register.vocabulary import Role
 from gateway.storage import register_queries as rq
 from gateway.storage.models import Village
 
-__all__ = ["router"]
+__all__ = [
+    "compliance_rows",
+    "import_workbook",
+    "month_or_current",
+    "refuse_helpers",
+    "register_workbook",
+    "router",
+    "villages_in_scope",
+    "xlsx_response",
+]
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 
@@ -42,12 +52,12 @@ class ComplianceSummaryPage(BaseModel):
     helpers: list[ComplianceSummaryOut]
 
 
-def _no_helpers(user: Principal) -> None:
+def refuse_helpers(user: Principal) -> None:
     if user.role is Role.HELPER:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "the 台账 and reports are for officers")
 
 
-def _month_or_current(month: str | None, context: Ctx) -> str:
+def month_or_current(month: str | None, context: Ctx) -> str:
     if month is None:
         local = context.clock.now().astimezone(context.settings.tz)
         return f"{local.year:04d}-{local.month:02d}"
@@ -58,7 +68,7 @@ def _month_or_current(month: str | None, context: Ctx) -> str:
     return month
 
 
-async def _villages_in_scope(
+async def villages_in_scope(
     user: Principal, session: SessionDep, village: str | None
 ) -> list[Village]:
     """The named village (404 when unknown or out of the user's scope), else all visible."""
@@ -72,7 +82,7 @@ async def _villages_in_scope(
     return list(await rq.list_villages(session))
 
 
-def _xlsx(data: bytes, filename: str) -> StreamingResponse:
+def xlsx_response(data: bytes, filename: str) -> StreamingResponse:
     # RFC 5987: the Chinese file name survives in every browser.
     disposition = f"attachment; filename*=UTF-8''{quote(filename)}"
     return StreamingResponse(
@@ -93,10 +103,21 @@ async def export_register(
 ) -> StreamingResponse:
     """The 台账 as attachment 2 lays it out: one sheet per village (all the user may see
     unless ``village`` names one), as it stood at the end of ``month`` when given."""
-    _no_helpers(user)
+    return xlsx_response(*await register_workbook(user, session, context, village, month))
+
+
+async def register_workbook(
+    user: Principal,
+    session: AsyncSession,
+    context: ApiContext,
+    village: str | None,
+    month: str | None,
+) -> tuple[bytes, str]:
+    """The 台账 workbook the user may export, and its file name (the API's and the console's)."""
+    refuse_helpers(user)
     if month is not None:
-        _month_or_current(month, context)
-    villages = await _villages_in_scope(user, session, village)
+        month_or_current(month, context)
+    villages = await villages_in_scope(user, session, village)
     if not villages:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the register has no villages")
     sheets = [
@@ -106,7 +127,7 @@ async def export_register(
     build_workbook(sheets).save(buffer)
     town = await rq.town_name(session)
     label = village or town
-    return _xlsx(buffer.getvalue(), f"{label}特殊困难群体关爱帮扶台账{month or ''}.xlsx")
+    return buffer.getvalue(), f"{label}特殊困难群体关爱帮扶台账{month or ''}.xlsx"
 
 
 @router.post("/register.xlsx")
@@ -124,24 +145,10 @@ async def import_register(
     a bad cell, an unknown helper — refuses the whole file with 422 and every problem
     listed (sheet, Excel row or 序号, column, message).
     """
-    _no_helpers(user)
-    (target,) = await _villages_in_scope(user, session, village)
     data = await file.read(MAX_WORKBOOK_BYTES + 1)
-    if len(data) > MAX_WORKBOOK_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "workbook is larger than 10 MB")
-    sheets, problems = read_ledger(data, target.name)
-    report = None
-    if not problems:
-        report = await apply_ledger(
-            context.db,
-            sheets[0],
-            village=target.name,
-            dry_run=dry_run,
-            actor=user.username,
-            now=context.clock.now(),
-        )
-        problems = report.problems
-    if problems or report is None:
+    target, report = await import_workbook(user, session, context, village, data, dry_run=dry_run)
+    problems = report.problems
+    if problems:
         return JSONResponse(
             {
                 "refused": True,
@@ -171,15 +178,43 @@ async def import_register(
     )
 
 
+async def import_workbook(
+    user: Principal,
+    session: AsyncSession,
+    context: ApiContext,
+    village: str,
+    data: bytes,
+    *,
+    dry_run: bool,
+) -> tuple[Village, ImportReport]:
+    """Read a 台账 back into ``village``: what changed (or would), or every problem."""
+    refuse_helpers(user)
+    (target,) = await villages_in_scope(user, session, village)
+    if len(data) > MAX_WORKBOOK_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "workbook is larger than 10 MB")
+    sheets, problems = read_ledger(data, target.name)
+    if problems:
+        return target, ImportReport(dry_run=dry_run, problems=problems)
+    report = await apply_ledger(
+        context.db,
+        sheets[0],
+        village=target.name,
+        dry_run=dry_run,
+        actor=user.username,
+        now=context.clock.now(),
+    )
+    return target, report
+
+
 # --------------------------------------------------------------------------- compliance
 
 
-async def _compliance_rows(
+async def compliance_rows(
     user: Principal, session: SessionDep, context: Ctx, month: str, village: str | None
 ) -> list[Any]:
     scope: dict[str, int] = dict(user.scope())
     if village is not None:
-        (found,) = await _villages_in_scope(user, session, village)
+        (found,) = await villages_in_scope(user, session, village)
         scope["village_id"] = found.id
     return await monthly_compliance(
         session, month, context.clock.now(), context.settings.tz, **scope
@@ -196,9 +231,7 @@ async def compliance(
 ) -> list[ComplianceRowOut]:
     """Per person: visits required and done in ``month`` (default: this month), and
     ``ok``/``due``/``overdue`` (see gateway.register.compliance for the exact rules)."""
-    rows = await _compliance_rows(
-        user, session, context, _month_or_current(month, context), village
-    )
+    rows = await compliance_rows(user, session, context, month_or_current(month, context), village)
     return [ComplianceRowOut.of(r) for r in rows]
 
 
@@ -211,8 +244,8 @@ async def compliance_summary(
     village: str | None = None,
 ) -> ComplianceSummaryPage:
     """The same month totalled per village and per helper."""
-    chosen = _month_or_current(month, context)
-    rows = await _compliance_rows(user, session, context, chosen, village)
+    chosen = month_or_current(month, context)
+    rows = await compliance_rows(user, session, context, chosen, village)
     return ComplianceSummaryPage(
         month=chosen,
         villages=[ComplianceSummaryOut.of(s) for s in summarize(rows, "village")],
@@ -231,7 +264,7 @@ async def annual_summary(
     year: Annotated[int, Query(ge=2000, le=2100)],
 ) -> StreamingResponse:
     """The year's 对象统计, 走访统计 and 告警统计 (an officer's: their village only)."""
-    _no_helpers(user)
+    refuse_helpers(user)
     data = await annual_workbook(session, year, context.settings.tz, user.scope().get("village_id"))
     town = await rq.town_name(session)
-    return _xlsx(data, f"{town}{year}年度特殊困难群体关爱帮扶工作统计.xlsx")
+    return xlsx_response(data, f"{town}{year}年度特殊困难群体关爱帮扶工作统计.xlsx")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import FileResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.api.deps import Ctx, CurrentUser, Principal, SessionDep
 from gateway.api.errors import field_error
@@ -27,7 +28,7 @@ from gateway.register.vocabulary import Role
 from gateway.storage import register_queries as rq
 from gateway.storage.models import Helper, Visit
 
-__all__ = ["MAX_PHOTO_BYTES", "router"]
+__all__ = ["MAX_PHOTO_BYTES", "check_photo", "router", "store_photo", "store_visit"]
 
 router = APIRouter(prefix="/api/v1/visits", tags=["visits"])
 
@@ -61,9 +62,16 @@ def _not_found(visit_id: int) -> NoReturn:
 async def log_visit(
     body: VisitIn, user: CurrentUser, session: SessionDep, context: Ctx
 ) -> VisitOut:
+    return VisitOut.of(await store_visit(body, user, session, context.clock.now()))
+
+
+async def store_visit(
+    body: VisitIn, user: Principal, session: AsyncSession, now: datetime
+) -> Visit:
+    """Check and store a visit (the API's and the console's one way in); a refusal is a
+    422 naming the field."""
     if body.visited_at.tzinfo is None:
         field_error("visited_at", "must carry a UTC offset, e.g. 2026-03-10T09:30:00+08:00")
-    now = context.clock.now()
     if body.visited_at > now + _CLOCK_SLACK:
         field_error("visited_at", "is in the future")
     person = await rq.person_with_relations(session, body.person_id)
@@ -86,7 +94,7 @@ async def log_visit(
     )
     session.add(visit)
     await session.commit()
-    return VisitOut.of(visit)
+    return visit
 
 
 @router.get("", response_model=list[VisitOut])
@@ -188,6 +196,12 @@ async def upload_photo(
         if helper is None or helper.phone != visit.helper_phone:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "only the visiting helper adds a photo")
     data = await photo.read(MAX_PHOTO_BYTES + 1)
+    await store_photo(visit, data, session, context.settings.data_dir, context.settings.tz)
+    return VisitOut.of(visit)
+
+
+def check_photo(data: bytes) -> str:
+    """The photo's file extension; a 413 when over 8 MB, a 415 unless JPEG, PNG or WebP."""
     if len(data) > MAX_PHOTO_BYTES:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE, f"photo is larger than {MAX_PHOTO_BYTES} bytes"
@@ -197,8 +211,16 @@ async def upload_photo(
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "photo must be a JPEG, PNG or WebP image"
         )
-    root = Path(context.settings.data_dir)
-    local_day = visit.visited_at.astimezone(context.settings.tz)
+    return kind
+
+
+async def store_photo(
+    visit: Visit, data: bytes, session: AsyncSession, data_dir: Path, tz: tzinfo
+) -> None:
+    """Keep a visit's photo under ``data_dir`` (refused as :func:`check_photo` says)."""
+    kind = check_photo(data)
+    root = Path(data_dir)
+    local_day = visit.visited_at.astimezone(tz)
     # Unguessable names: the directory may end up served or backed up somewhere shared.
     relative = Path("visits") / f"{local_day:%Y-%m}" / f"{visit.id}-{secrets.token_hex(8)}.{kind}"
     await asyncio.to_thread(_write_file, root / relative, data)
@@ -209,7 +231,6 @@ async def upload_photo(
         # The replaced photo goes only after the new one is recorded: a crash in between
         # leaves a stray file, never a visit pointing at nothing.
         await asyncio.to_thread((root / previous).unlink, missing_ok=True)
-    return VisitOut.of(visit)
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -21,11 +21,12 @@ from gateway.register.ledger import (
     read_workbook,
     write_workbook,
 )
-from gateway.register.vocabulary import Category
+from gateway.register.vocabulary import CATEGORY_LABELS, Category
 from gateway.storage.db import Database
 from gateway.storage.models import AuditEntry, Helper, Person, Town, Village
 
 __all__ = [
+    "FieldChange",
     "ImportProblem",
     "ImportReport",
     "apply_ledger",
@@ -160,6 +161,16 @@ class ImportProblem:
         return f"{where}: {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One cell an import changes: the person, the field, the value before and after."""
+
+    name: str
+    field: str
+    before: str
+    after: str
+
+
 @dataclass
 class ImportReport:
     """What an import changed (or, in a dry run, would change), or why it was refused."""
@@ -167,6 +178,8 @@ class ImportReport:
     dry_run: bool
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    #: Every changed cell of ``updated``, for a preview shown as a table.
+    changes: list[FieldChange] = field(default_factory=list)
     unchanged: int = 0
     problems: list[ImportProblem] = field(default_factory=list)
 
@@ -296,6 +309,13 @@ async def apply_ledger(
                 report.unchanged += 1
                 continue
             report.updated.append(f"update {row.name}: {', '.join(sorted(diff))}")
+            names = {h.id: h.name for h in helpers.values()}
+            report.changes.extend(
+                FieldChange(
+                    row.name, key, _shown(getattr(person, key), names), _shown(diff[key], names)
+                )
+                for key in sorted(diff)
+            )
             if not dry_run:
                 before = {k: getattr(person, k) for k in diff}
                 for key, value in diff.items():
@@ -307,6 +327,16 @@ async def apply_ledger(
         if report.problems or dry_run:
             await session.rollback()
     return report
+
+
+def _shown(value: Any, helper_names: dict[int, str]) -> str:
+    """A cell value as an officer reads it (helper ids as names, lists joined)."""
+    if isinstance(value, list):
+        labels = {c.value: label for c, label in CATEGORY_LABELS.items()}
+        return "、".join(labels.get(str(v), str(v)) for v in value)
+    if isinstance(value, int) and value in helper_names:
+        return helper_names[value]
+    return "" if value is None else str(value)
 
 
 async def import_ledger(db: Database, path: Path, *, village: str, dry_run: bool) -> int:

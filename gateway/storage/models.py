@@ -26,6 +26,7 @@ from gateway.storage.types import UTCDateTime
 
 __all__ = [
     "Alert",
+    "AlertNote",
     "AuditEntry",
     "AwayPeriod",
     "Base",
@@ -281,11 +282,24 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    #: Why it was closed, from the console's list (real, false_alarm, test, away, …).
+    close_cause: Mapped[str | None] = mapped_column(String(20))
     cancelled_at: Mapped[datetime | None]
     person: Mapped[Person] = relationship()
     notifications: Mapped[list[Notification]] = relationship(
         back_populates="alert", order_by="Notification.id"
     )
+
+
+class AlertNote(Base):
+    """What the duty officer wrote while handling an alert (called the daughter, …)."""
+
+    __tablename__ = "alert_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
 
 
 class Notification(Base):

@@ -65,17 +65,20 @@ async def running_gateway(
     *,
     watch_poll_seconds: float | None = None,
     clock: Clock | None = None,
+    register: str | None = None,
 ) -> AsyncIterator[Live]:
-    """A migrated, provisioned (one resident) gateway running in this loop until exit, on
-    ``clock`` (default: wall-speed time from a pinned Wednesday morning, whatever today is);
-    its persistent MQTT session is wiped afterwards."""
+    """A migrated, provisioned (one resident, unless ``register`` says otherwise) gateway
+    running in this loop until exit, on ``clock`` (default: wall-speed time from a pinned
+    Wednesday morning, whatever today is); its persistent MQTT session is wiped afterwards."""
     await migrate(settings.database_url)
     clock = clock or pinned_clock()
     gateway = Gateway(settings, "k" * 32, clock=clock)
     if watch_poll_seconds is not None:
         gateway.watch.poll_seconds = watch_poll_seconds
     await apply_provisioning(
-        gateway.db, parse_provisioning(register_yaml(prefix, persons=1)), clock.now()
+        gateway.db,
+        parse_provisioning(register or register_yaml(prefix, persons=1)),
+        clock.now(),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop, run_migrations=False))

@@ -120,7 +120,7 @@ def test_demo_escalates_and_acknowledges_an_sos_then_stops_cleanly_on_ctrl_c(
 
     persons = httpx.get(f"{demo.url}/api/v1/persons", headers=auth).json()
     assert {p["village"] for p in persons} >= {"坝芒村", "隘口村"}
-    assert "智慧看家" in httpx.get(f"{demo.url}/").text
+    assert "智慧看家" in httpx.get(f"{demo.url}/", follow_redirects=True).text
 
     started = time.monotonic()
     demo.process.send_signal(signal.SIGINT)
