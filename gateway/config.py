@@ -120,7 +120,7 @@ class LearnedRoutine(_Strict):
     #: Fixed windows until the home has this many days of history.
     min_days: int = Field(default=7, ge=1, le=365)
     #: How unusual a silence must be: this quantile of the home's silences at that hour...
-    quantile: float = Field(default=0.9, gt=0.5, lt=1)
+    quantile: float = Field(default=0.95, gt=0.5, le=1)
     #: ...times this factor plus ``margin``.
     factor: float = Field(default=1.25, ge=1, le=4)
     margin: Duration = timedelta(minutes=30)

@@ -6,15 +6,16 @@ who works a field all morning and far too long for the one who never leaves the 
 hour of the local day*, and says when the current silence has become unusual.
 
 What is learned. Every sign of life ends a silence that began at the previous one. For each
-local day and hour-of-day slot the model keeps the longest silence seen in progress during
-that hour ("at 07:xx this home had been quiet for at most 25 minutes"), separately for
-silences that began when somebody went *out* of the front door (the last sign of life was a
-door) and silences *inside* (the last sign of life was movement in the house): a resident
-who walked out to the fields is not a resident lying on the kitchen floor. The threshold for
-a slot is a high quantile of those per-day values over the last ``history`` days, widened by
-``factor`` and ``margin``, lightly smoothed with its neighbours, and bounded by ``min_quiet``
-and ``max_quiet``. A silence becomes an alert at the first moment ``t`` at which
-``t - last sign of life`` reaches the threshold of ``t``'s slot.
+local day and hour-of-day slot the model keeps the longest silence that *began* in that hour
+("silences starting at 10:xx lasted at most 50 minutes that day"; those starting at 21:xx,
+the night, ten hours), separately for silences that began when somebody went *out* of the
+front door (the last sign of life was a door) and silences *inside* (the last sign of life
+was movement in the house): a resident who walked out to the fields is not a resident lying
+on the kitchen floor. The threshold for a silence is a high quantile of those per-day values
+for its starting hour and kind over the last ``history`` days, widened by ``factor`` and
+``margin``, smoothed with the neighbouring hours, and bounded by ``min_quiet`` and
+``max_quiet``. A silence becomes an alert when it outlasts its threshold; where the home's
+history has too few silences of that kind and hour, the fixed windows decide.
 
 Why it cannot be taught to wait for ever:
 
@@ -39,7 +40,7 @@ Pure: fed signs of life in time order; no storage, no clock of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.config import LearnedRoutine
@@ -47,8 +48,16 @@ from gateway.config import LearnedRoutine
 __all__ = ["LearnedDeadline", "RoutineModel"]
 
 _SLOTS = 24
-_HOUR = timedelta(hours=1)
 _INSIDE, _OUT, _ANY = 0, 1, 2
+#: A silence of at least this long beginning in these local hours is the night's sleep; its
+#: end is the morning's first sign of life.
+_NIGHT_START = frozenset({18, 19, 20, 21, 22, 23, 0, 1, 2, 3})
+_SLEEP_MINUTES = 180.0
+#: ...and it ends in the morning (an evening silence ending at ten at night is not a wake-up).
+_MORNING = frozenset(range(3, 13))
+#: Outings start whenever the day allows; their lengths are pooled over this many hours
+#: either side of the starting hour (a market trip at 07:50 and one at 08:10 are alike).
+_OUT_POOL = 2
 #: A slot needs this many days with a value before its own context is trusted; otherwise
 #: the threshold of all silences at that hour is used.
 _MIN_VALUES = 3
@@ -65,6 +74,8 @@ class _Day:
     slots: tuple[list[float | None], list[float | None], list[float | None]] = field(
         default_factory=_empty_slots
     )
+    #: When the night's sleep ended (minutes after local midnight), if it did that day.
+    wake: float | None = None
     excluded: bool = False
 
 
@@ -83,6 +94,8 @@ class _Table:
     #: Per context, per slot: alert threshold and raw quantile, in minutes (None: unknown).
     threshold: tuple[tuple[float | None, ...], ...]
     usual: tuple[tuple[float | None, ...], ...]
+    #: The latest usual end of the night (minutes after local midnight), if known.
+    wake: float | None
 
 
 class RoutineModel:
@@ -126,31 +139,34 @@ class RoutineModel:
     def exclude_day(self, day: date) -> None:
         """A day with an SOS or fall (or otherwise not a normal day) teaches nothing."""
         self._days.setdefault(day, _Day()).excluded = True
-        self._tables.clear()
+        self._invalidate(day)
 
     def _in_away(self, start: datetime, end: datetime) -> bool:
         return any(a < end and start < b for a, b in self._away)
 
     def _record(self, start: datetime, end: datetime, *, out: bool) -> None:
-        context = _OUT if out else _INSIDE
-        moment = start
-        while moment < end:
-            local = moment.astimezone(self.tz)
-            slot_start = local.replace(minute=0, second=0, microsecond=0)
-            slot_end = (slot_start + _HOUR).astimezone(UTC)
-            segment_end = min(end, slot_end)
-            elapsed = (segment_end - start).total_seconds() / 60
-            day = self._days.get(local.date())
-            if day is None:
-                day = self._days[local.date()] = _Day()
-            hour = local.hour
-            for index in (context, _ANY):
-                values = day.slots[index]
-                current = values[hour]
-                if current is None or elapsed > current:
-                    values[hour] = elapsed
-            moment = segment_end
-        self._tables.clear()
+        local = start.astimezone(self.tz)
+        day = self._days.get(local.date())
+        if day is None:
+            day = self._days[local.date()] = _Day()
+        minutes = (end - start).total_seconds() / 60
+        woke = end.astimezone(self.tz)
+        if local.hour in _NIGHT_START and minutes >= _SLEEP_MINUTES and woke.hour in _MORNING:
+            woke_day = self._days.get(woke.date())
+            if woke_day is None:
+                woke_day = self._days[woke.date()] = _Day()
+            woke_day.wake = woke.hour * 60 + woke.minute
+        for index in (_OUT if out else _INSIDE, _ANY):
+            values = day.slots[index]
+            current = values[local.hour]
+            if current is None or minutes > current:
+                values[local.hour] = minutes
+        self._invalidate(local.date())
+
+    def _invalidate(self, changed: date) -> None:
+        """Forget the tables that read the day that changed (those of later days)."""
+        for when in [when for when in self._tables if when > changed]:
+            del self._tables[when]
 
     # -- deciding -----------------------------------------------------------------------
 
@@ -163,44 +179,33 @@ class RoutineModel:
         return self._table(moment.astimezone(self.tz).date()).days >= self.rule.min_days
 
     def deadline(self, baseline: datetime, *, factor: float = 1.0) -> LearnedDeadline | None:
-        """When silence since ``baseline`` becomes unusual; None until :meth:`ready`.
+        """When silence since ``baseline`` becomes unusual; None until :meth:`ready`, or
+        where the history knows too few silences starting at that hour.
 
-        ``factor`` < 1 (the town's emergency mode) tightens every threshold.
+        ``factor`` < 1 (the town's emergency mode) tightens the threshold.
         """
-        table = self._table(baseline.astimezone(self.tz).date())
+        local = baseline.astimezone(self.tz)
+        table = self._table(local.date())
         if table.days < self.rule.min_days:
             return None
         if self.last_at is not None and baseline == self.last_at:
             context = _OUT if self.last_out else _INSIDE
         else:
             context = _ANY  # counting from a return, a closed alert or the start
-        shortest = self.rule.min_quiet * factor
-        longest = self.rule.max_quiet * factor
-        cap = baseline + longest
-        local = (baseline + shortest).astimezone(self.tz)
-        slot_start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
-        while slot_start < cap:
-            slot_end = slot_start + _HOUR
-            hour = slot_start.astimezone(self.tz).hour
-            threshold = _pick(table.threshold, context, hour)
-            if threshold is not None:
-                candidate = max(
-                    slot_start,
-                    baseline + timedelta(minutes=threshold) * factor,
-                    baseline + shortest,
-                )
-                if candidate < slot_end and candidate < cap:
-                    return LearnedDeadline(
-                        candidate, self._usual_by(table, context, baseline, hour)
-                    )
-            slot_start = slot_end
-        hour = cap.astimezone(self.tz).hour
-        return LearnedDeadline(cap, self._usual_by(table, context, baseline, hour))
-
-    @staticmethod
-    def _usual_by(table: _Table, context: int, baseline: datetime, hour: int) -> datetime:
-        usual = _pick(table.usual, context, hour)
-        return baseline + timedelta(minutes=usual or 0)
+        threshold = _pick(table.threshold, context, local.hour)
+        if threshold is None:
+            return None
+        usual = _pick(table.usual, context, local.hour) or 0.0
+        due = baseline + timedelta(minutes=threshold) * factor
+        usual_by = baseline + timedelta(minutes=usual)
+        if local.hour in _NIGHT_START and table.wake is not None:
+            # An early night is not an emergency: from the evening on, the question is
+            # whether the resident is up by the time they usually are ("通常 07:40 前有活动").
+            woke = _next_time_of_day(local, table.wake)
+            morning = woke + self.rule.margin * factor
+            if morning > due:
+                due, usual_by = morning, woke
+        return LearnedDeadline(min(due, baseline + self.rule.max_quiet * factor), usual_by)
 
     def _table(self, today: date) -> _Table:
         table = self._tables.get(today)
@@ -225,8 +230,11 @@ class RoutineModel:
         usuals: list[tuple[float | None, ...]] = []
         for context in (_INSIDE, _OUT, _ANY):
             usual: list[float | None] = []
+            pool = _OUT_POOL if context == _OUT else 0
             for hour in range(_SLOTS):
-                values = [v for d in days if (v := d.slots[context][hour]) is not None]
+                values = [
+                    v for d in days if (v := _pooled(d.slots[context], hour, pool)) is not None
+                ]
                 usual.append(
                     _quantile(values, rule.quantile) if len(values) >= _MIN_VALUES else None
                 )
@@ -240,13 +248,33 @@ class RoutineModel:
                 around = [
                     v for v in (raw[hour - 1], here, raw[(hour + 1) % _SLOTS]) if v is not None
                 ]
-                # Smoothing only ever widens: a slot next to a long-quiet hour (the hour
-                # before the usual wake-up) must not alarm just before the routine resumes.
+                # Smoothing only ever widens: a silence starting at 20:50 is not much
+                # different from one starting at 21:05, the usual bedtime.
                 value = max(here, sum(around) / len(around))
                 smoothed.append(min(high, max(low, value)))
             thresholds.append(tuple(smoothed))
             usuals.append(tuple(usual))
-        return _Table(len(days), tuple(thresholds), tuple(usuals))
+        wakes = [day.wake for day in days if day.wake is not None]
+        wake = _quantile(wakes, rule.quantile) if len(wakes) >= _MIN_VALUES else None
+        return _Table(len(days), tuple(thresholds), tuple(usuals), wake)
+
+
+def _pooled(values: list[float | None], hour: int, pool: int) -> float | None:
+    """The longest of a day's values for ``hour`` and the ``pool`` hours either side."""
+    around = [values[(hour + shift) % _SLOTS] for shift in range(-pool, pool + 1)]
+    present = [v for v in around if v is not None]
+    return max(present) if present else None
+
+
+def _next_time_of_day(after: datetime, minutes: float) -> datetime:
+    """The first moment after ``after`` (local) whose time of day is ``minutes``."""
+    midnight = after.replace(hour=0, minute=0, second=0, microsecond=0)
+    moment = midnight + timedelta(minutes=minutes)
+    if moment <= after:
+        moment = (midnight + timedelta(days=1)).replace(
+            hour=int(minutes // 60), minute=int(minutes % 60)
+        )
+    return moment
 
 
 def _pick(table: tuple[tuple[float | None, ...], ...], context: int, hour: int) -> float | None:
