@@ -659,6 +659,8 @@ class Replayer:
             self._schedule(person, away_until)
             return
         if AlertType.SOS in person.open or AlertType.FALL in person.open:
+            if person.routine is not None:
+                person.routine.exclude(now, now)  # as the gateway: not a routine to learn
             return  # re-examined when the emergency closes (the person becomes dirty)
         if recompute or person.due is None:
             facts = QuietFacts(

@@ -234,8 +234,10 @@ class QuietHomeWatcher:
             routed.event, routed.person_id, door_changed=door_changed
         )
         model = self.routines.get(routed.person_id)
+        event = routed.event
+        if model is not None and event.kind.is_emergency and not event.retained:
+            model.exclude_day(event.received_at.astimezone(self.tz).date())
         if alive and model is not None:
-            event = routed.event
             model.observe(
                 min(event.occurred_at, event.received_at),
                 left_home=event.kind is EventKind.DOOR,
@@ -384,6 +386,10 @@ class QuietHomeWatcher:
                     await self._activity_resumed(alert)
                 continue
             if person_id in away_now or person_id in in_emergency:
+                routine = self.routines.get(person_id)
+                if routine is not None:
+                    # Neither an absence nor an emergency is a routine to learn.
+                    routine.exclude(now, now)
                 continue
             facts = QuietFacts(
                 last_activity, created_at, returned.get(person_id), closed.get(person_id)

@@ -132,9 +132,13 @@ class RoutineModel:
             self._censor_at = at
 
     def exclude(self, start: datetime, end: datetime) -> None:
-        """A marked away period: silences overlapping it teach nothing."""
-        if (start, end) not in self._away:
-            self._away.append((start, end))
+        """A marked away period: silences overlapping it teach nothing. (Called again and
+        again while somebody is away: overlapping periods are merged.)"""
+        for index, (a, b) in enumerate(self._away):
+            if a <= end and start <= b:
+                self._away[index] = (min(a, start), max(b, end))
+                return
+        self._away.append((start, end))
 
     def exclude_day(self, day: date) -> None:
         """A day with an SOS or fall (or otherwise not a normal day) teaches nothing."""
