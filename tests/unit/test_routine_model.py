@@ -8,9 +8,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from gateway.config import InactivityRule, LearnedRoutine
+from gateway.register.provisioning import ProvisioningError, parse_provisioning
 from gateway.rules.quiet import QuietFacts, inactivity_detail, inactivity_due
 from gateway.rules.routine import RoutineModel
+from tests.helpers import register_yaml
 
 TZ = ZoneInfo("Asia/Shanghai")
 RULE = LearnedRoutine(enabled=True)
@@ -134,3 +138,18 @@ def test_disabled_or_unready_learning_keeps_the_fixed_windows() -> None:
     fresh = RoutineModel(TZ, RULE)
     unready = inactivity_due(facts, InactivityRule(learned=RULE), TZ, routine=fresh)
     assert unready.at == local(11, 14)
+
+
+def test_a_person_can_be_put_on_learned_routines_in_the_provisioning_file() -> None:
+    extra = """    rules:
+      inactivity:
+        learned: {enabled: true, max_quiet: 8h}
+"""
+    text = register_yaml("lr", persons=1).replace("    devices:\n", extra + "    devices:\n", 1)
+    doc = parse_provisioning(text, env={"HW_TEST_ADMIN_PASSWORD": "pw-123456789"})
+    assert doc.persons[0].rules_override == {
+        "inactivity": {"learned": {"enabled": True, "max_quiet": "8h"}}
+    }
+    wrong = text.replace("max_quiet: 8h", "max_quiet: 30m")
+    with pytest.raises(ProvisioningError, match="min_quiet must be shorter than max_quiet"):
+        parse_provisioning(wrong, env={"HW_TEST_ADMIN_PASSWORD": "pw-123456789"})
