@@ -55,6 +55,7 @@ from gateway.rules.routine import RoutineModel
 from gateway.rules.sensors import SensorHealth
 from gateway.storage.db import Database, migrate
 from gateway.storage.models import AwayPeriod, Device, Event, Person, Village
+from gateway.watch import DEVICE_LABELS
 
 __all__ = [
     "ReplayAlert",
@@ -75,7 +76,6 @@ __all__ = [
 
 _TICK = timedelta(minutes=1)
 _ACTIVITY_KINDS = frozenset({DeviceKind.MOTION, DeviceKind.DOOR, DeviceKind.MULTI})
-_DEVICE_LABELS = {"sos": "SOS按钮", "fall": "跌倒报警器", "motion": "人体感应器", "door": "门磁"}
 _NEEDS_A_PERSON = (AlertGroup.EMERGENCY, AlertGroup.WELLBEING)
 
 
@@ -772,7 +772,7 @@ class Replayer:
                     at=now,
                     device_uid=device.device.spec.uid,
                     detail={
-                        "device_label": _DEVICE_LABELS.get(device.device.spec.kind.value, "设备"),
+                        "device_label": DEVICE_LABELS.get(device.device.spec.kind.value, "设备"),
                         "since": since.astimezone(self.tz).strftime("%m月%d日%H:%M"),
                     },
                 )

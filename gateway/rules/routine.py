@@ -15,7 +15,9 @@ on the kitchen floor. The threshold for a silence is a high quantile of those pe
 for its starting hour and kind over the last ``history`` days, widened by ``factor`` and
 ``margin``, smoothed with the neighbouring hours, and bounded by ``min_quiet`` and
 ``max_quiet``. A silence becomes an alert when it outlasts its threshold; where the home's
-history has too few silences of that kind and hour, the fixed windows decide.
+history has too few silences of that kind and hour, the fixed windows decide. From the
+evening on an early night is no alarm: the model also learns when the night's silence usually
+ends, and waits for that time plus ``margin`` ("通常 07:40 前有活动，现在 08:10 仍无活动").
 
 Why it cannot be taught to wait for ever:
 
