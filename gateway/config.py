@@ -36,6 +36,7 @@ __all__ = [
     "Duration",
     "EscalationConfig",
     "EscalationStep",
+    "LearnedRoutine",
     "OutboxConfig",
     "RulesConfig",
     "Settings",
@@ -113,9 +114,39 @@ class NightWindow(_Strict):
     quiet: Duration = timedelta(hours=12)
 
 
+class LearnedRoutine(_Strict):
+    """Learned routines (``rules.inactivity.learned``): each home's own quiet periods by
+    time of day replace the fixed windows once ``min_days`` of history exist. See
+    :mod:`gateway.rules.routine` and docs/DETECTION.md."""
+
+    enabled: bool = False
+    #: Never alert sooner than this after the last sign of life...
+    min_quiet: Duration = timedelta(hours=1)
+    #: ...and never wait longer than this, however odd the home's history.
+    max_quiet: Duration = timedelta(hours=12)
+    #: Days of history the model looks back over (older days age out).
+    history: Duration = timedelta(days=28)
+    #: Fixed windows until the home has this many days of history.
+    min_days: int = Field(default=7, ge=1, le=365)
+    #: How unusual a silence must be: this quantile of the home's silences at that hour...
+    quantile: float = Field(default=0.95, gt=0.5, le=1)
+    #: ...times this factor plus ``margin``.
+    factor: float = Field(default=1.25, ge=1, le=4)
+    margin: Duration = timedelta(minutes=30)
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> LearnedRoutine:
+        if self.min_quiet >= self.max_quiet:
+            raise ValueError("min_quiet must be shorter than max_quiet")
+        if self.history < timedelta(days=self.min_days):
+            raise ValueError("history must cover at least min_days")
+        return self
+
+
 class InactivityRule(_Strict):
     day: DayWindow = DayWindow()
     night: NightWindow = NightWindow()
+    learned: LearnedRoutine = LearnedRoutine()
     #: Motion sensors whose reports must not count as activity (e.g. a bed-bound resident's
     #: bedroom PIR); per-person override only.
     ignore_devices: tuple[str, ...] = ()

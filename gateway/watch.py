@@ -24,11 +24,18 @@ from alerts.service import AlertService
 from alerts.types import AlertStatus, AlertTrigger, AlertType
 from gateway.clock import Clock, sleep_unless
 from gateway.config import RulesConfig, Settings
-from gateway.events import EventKind
+from gateway.events import EventKind, SensorEvent
 from gateway.ingest import RoutedEvent
 from gateway.register.provisioning import merge_rules
-from gateway.rules.quiet import door_open_deadline, inactivity_deadline
-from gateway.rules.sensors import FaultChange, SensorFault, SensorHealth
+from gateway.rules.quiet import (
+    QuietFacts,
+    door_open_deadline,
+    inactivity_detail,
+    inactivity_due,
+    offline_since,
+)
+from gateway.rules.routine import RoutineModel
+from gateway.rules.sensors import FaultChange, SensorFault, SensorHealth, is_sign_of_life
 from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
@@ -101,6 +108,8 @@ class QuietHomeWatcher:
         self._merged: dict[str, RulesConfig] = {}
         self._seeded = False
         self._swept_until: datetime | None = None
+        #: Learned routines of the persons whose rules enable them, fed by :meth:`judge`.
+        self.routines: dict[int, RoutineModel] = {}
 
     # -- per-person rules -------------------------------------------------------------
 
@@ -136,14 +145,104 @@ class QuietHomeWatcher:
                     if since is not None:
                         self.sensors.seed_motion_run(uid, person_id, since, last_seen or since)
                 self._seeded = True
+        learning = {
+            pid for pid, rules in self._person_rules.items() if rules.inactivity.learned.enabled
+        }
+        for pid in set(self.routines) - learning:
+            del self.routines[pid]
+        if learning - set(self.routines):
+            await self._learn_history(learning - set(self.routines))
+
+    async def _learn_history(self, person_ids: set[int]) -> None:
+        """A home newly under learned routines (or a restart) starts from its stored
+        history, judged like ingest judges it: door changes, ignored devices."""
+        now = self.clock.now()
+        models = {
+            pid: RoutineModel(self.tz, self.rules_for(pid).inactivity.learned) for pid in person_ids
+        }
+        since = now - max(m.rule.history for m in models.values())
+        async with self.db.session() as session:
+            events = (
+                await session.execute(
+                    select(
+                        Event.person_id,
+                        Event.device_uid,
+                        Event.kind,
+                        Event.state,
+                        Event.occurred_at,
+                        Event.received_at,
+                    )
+                    .where(
+                        Event.person_id.in_(person_ids),
+                        Event.kind.in_(
+                            [EventKind.MOTION.value, EventKind.DOOR.value, EventKind.CHECK_IN.value]
+                        ),
+                        Event.retained.is_(False),
+                        Event.received_at >= since,
+                    )
+                    .order_by(Event.received_at, Event.id)
+                )
+            ).all()
+            away = (
+                await session.execute(
+                    select(AwayPeriod.person_id, AwayPeriod.starts_at, AwayPeriod.ends_at).where(
+                        AwayPeriod.person_id.in_(person_ids), AwayPeriod.ends_at >= since
+                    )
+                )
+            ).all()
+            alerts = (
+                await session.execute(
+                    select(Alert.person_id, Alert.type, Alert.raised_at)
+                    .where(Alert.person_id.in_(person_ids), Alert.raised_at >= since)
+                    .order_by(Alert.raised_at)
+                )
+            ).all()
+        for person_id, starts_at, ends_at in away:
+            models[person_id].exclude(starts_at, ends_at)
+        censors: dict[int, list[datetime]] = {}
+        for person_id, alert_type, raised_at in alerts:
+            if alert_type in (AlertType.SOS.value, AlertType.FALL.value):
+                models[person_id].exclude_day(raised_at.astimezone(self.tz).date())
+            elif alert_type == AlertType.INACTIVITY.value:
+                censors.setdefault(person_id, []).append(raised_at)
+        doors: dict[str, bool | None] = {}
+        for owner, uid, kind, state, occurred_at, received_at in events:
+            if owner is None:
+                continue
+            person_id = owner
+            event = SensorEvent(EventKind(kind), uid, occurred_at, received_at, state)
+            changed = False
+            if event.kind is EventKind.DOOR and state is not None:
+                changed = doors.get(uid) != state
+                doors[uid] = state
+            ignored = self.rules_for(person_id).inactivity.ignore_devices
+            if uid in ignored or not is_sign_of_life(event, door_changed=changed):
+                continue
+            model = models[person_id]
+            at = min(occurred_at, received_at)
+            pending = censors.get(person_id)
+            while pending and pending[0] <= at:
+                model.censor(pending.pop(0))
+            model.observe(at, left_home=event.kind is EventKind.DOOR)
+        self.routines.update(models)
 
     # -- event-driven part ------------------------------------------------------------
 
     def judge(self, routed: RoutedEvent, door_changed: bool) -> bool:
         """The ingest's activity judge: is this stored report a sign of life?"""
-        return self.sensors.counts_as_activity(
+        alive = self.sensors.counts_as_activity(
             routed.event, routed.person_id, door_changed=door_changed
         )
+        model = self.routines.get(routed.person_id)
+        event = routed.event
+        if model is not None and event.kind.is_emergency and not event.retained:
+            model.exclude_day(event.received_at.astimezone(self.tz).date())
+        if alive and model is not None:
+            model.observe(
+                min(event.occurred_at, event.received_at),
+                left_home=event.kind is EventKind.DOOR,
+            )
+        return alive
 
     async def after_events(self, events: Sequence[RoutedEvent]) -> None:
         del events  # the judge has already seen them; act on what it concluded
@@ -287,26 +386,28 @@ class QuietHomeWatcher:
                     await self._activity_resumed(alert)
                 continue
             if person_id in away_now or person_id in in_emergency:
+                routine = self.routines.get(person_id)
+                if routine is not None:
+                    # Neither an absence nor an emergency is a routine to learn.
+                    routine.exclude(now, now)
                 continue
-            baseline = max(
-                t
-                for t in (last_activity, created_at, returned.get(person_id), closed.get(person_id))
-                if t is not None
+            facts = QuietFacts(
+                last_activity, created_at, returned.get(person_id), closed.get(person_id)
             )
             rules = self.rules_for(person_id)
-            due = inactivity_deadline(baseline, rules.inactivity, self.tz, factor=factor)
-            if now >= due:
+            routine = self.routines.get(person_id)
+            due = inactivity_due(facts, rules.inactivity, self.tz, factor=factor, routine=routine)
+            if now >= due.at:
                 await self.alerts.raise_alert(
                     AlertTrigger(
                         type=AlertType.INACTIVITY,
                         person_id=person_id,
                         at=now,
-                        detail={
-                            "since": self._local(baseline),
-                            "last_activity_at": baseline.isoformat(),
-                        },
+                        detail=inactivity_detail(due, now, self.tz),
                     )
                 )
+                if routine is not None:
+                    routine.censor(now)
 
     async def _activity_resumed(self, alert: Alert) -> None:
         # Somebody is moving again. While nobody has taken the alert it is withdrawn; once a
@@ -355,13 +456,13 @@ class QuietHomeWatcher:
     # -- device health ----------------------------------------------------------------
 
     def _offline_since(self, now: datetime, device: _DeviceView) -> datetime | None:
-        rules = self.rules_for(device.person_id)
-        last = device.last_seen_at or device.person_created_at
-        if device.online is False and now - last >= rules.offline_grace:
-            return last
-        if now - last >= rules.device_silence:
-            return last
-        return None
+        return offline_since(
+            now,
+            self.rules_for(device.person_id),
+            online=device.online,
+            last_seen_at=device.last_seen_at,
+            registered_at=device.person_created_at,
+        )
 
     async def _check_device_health(
         self, now: datetime, devices: list[_DeviceView], active: _ActiveAlerts

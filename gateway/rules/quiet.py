@@ -20,12 +20,24 @@ false alarm that makes volunteers stop answering.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.config import DoorOpenNightRule, InactivityRule
+from gateway.config import DoorOpenNightRule, InactivityRule, RulesConfig
+from gateway.rules.routine import RoutineModel
 
-__all__ = ["door_open_deadline", "in_window", "inactivity_deadline", "window_occurrences"]
+__all__ = [
+    "InactivityDue",
+    "QuietFacts",
+    "door_open_deadline",
+    "in_window",
+    "inactivity_deadline",
+    "inactivity_detail",
+    "inactivity_due",
+    "offline_since",
+    "window_occurrences",
+]
 
 # How far ahead a deadline is searched: a window that never fits its quiet (a two-hour day
 # window with a four-hour quiet) must not loop for ever.
@@ -85,3 +97,88 @@ def door_open_deadline(
     """When a door that has stood open since ``opened_at`` becomes a night alert: open for
     ``open_for`` inside the night window (a door left open all day alerts at 22:15)."""
     return _first_quiet_inside(rule.start, rule.end, rule.open_for, opened_at, tz)
+
+
+# -- the decisions the live watcher and the replay share ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuietFacts:
+    """What is known about one person's silence, wherever it was read from."""
+
+    last_activity: datetime | None
+    created_at: datetime
+    #: When the person's last marked absence ended.
+    returned_at: datetime | None = None
+    #: When the person's last inactivity alert was closed (no re-alert for the same silence).
+    last_closed: datetime | None = None
+
+    @property
+    def baseline(self) -> datetime:
+        """Where the silence is counted from."""
+        return max(
+            t
+            for t in (self.last_activity, self.created_at, self.returned_at, self.last_closed)
+            if t is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InactivityDue:
+    """When the silence since ``baseline`` becomes an alert; ``usual_by`` when a learned
+    routine decided (activity usually comes by then)."""
+
+    at: datetime
+    baseline: datetime
+    usual_by: datetime | None = None
+
+
+def inactivity_due(
+    facts: QuietFacts,
+    rule: InactivityRule,
+    tz: ZoneInfo,
+    *,
+    factor: float = 1.0,
+    routine: RoutineModel | None = None,
+) -> InactivityDue:
+    """The fixed windows, or the home's learned routine once it has enough history."""
+    baseline = facts.baseline
+    if routine is not None and rule.learned.enabled:
+        learned = routine.deadline(baseline, factor=factor)
+        if learned is not None:
+            return InactivityDue(learned.at, baseline, learned.usual_by)
+    return InactivityDue(inactivity_deadline(baseline, rule, tz, factor=factor), baseline)
+
+
+def inactivity_detail(due: InactivityDue, now: datetime, tz: ZoneInfo) -> dict[str, str]:
+    """The alert's detail: ``since`` for the templates, and for a learned routine the
+    explanation a helper or the console shows ("通常 07:40 前有活动，现在 09:10 仍无活动")."""
+    detail = {
+        "since": due.baseline.astimezone(tz).strftime("%H:%M"),
+        "last_activity_at": due.baseline.isoformat(),
+    }
+    if due.usual_by is not None:
+        usual = due.usual_by.astimezone(tz).strftime("%H:%M")
+        detail["usual_by"] = usual
+        detail["explanation"] = (
+            f"通常 {usual} 前有活动，现在 {now.astimezone(tz).strftime('%H:%M')} 仍无活动"
+        )
+    return detail
+
+
+def offline_since(
+    now: datetime,
+    rules: RulesConfig,
+    *,
+    online: bool | None,
+    last_seen_at: datetime | None,
+    registered_at: datetime,
+) -> datetime | None:
+    """Since when a device counts as offline (None: it does not): reported offline for
+    ``offline_grace``, or silent for ``device_silence``."""
+    last = last_seen_at or registered_at
+    if online is False and now - last >= rules.offline_grace:
+        return last
+    if now - last >= rules.device_silence:
+        return last
+    return None

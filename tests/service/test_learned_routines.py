@@ -1,0 +1,60 @@
+"""Learned routines in the live gateway: fed by the ingest's activity judge, warmed from the
+stored events after a restart, and explained in the alert. Both databases, a manual clock
+(2026-03-10 00:00 UTC = 08:00 in the town), no broker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from alerts.types import AlertType
+from gateway.clock import ManualClock
+from gateway.register.apply import apply_provisioning
+from gateway.register.provisioning import parse_provisioning
+from gateway.storage.db import Database
+from tests.helpers import register_yaml
+from tests.service.test_escalation import RecordingNotifier
+from tests.service.test_quiet_home import Home, P, _gateway
+
+LEARNED = {"learned": {"enabled": True, "min_days": 2}}
+
+
+async def _home(db: Database, clock: ManualClock) -> Home:
+    gateway = _gateway(db, clock, RecordingNotifier(), inactivity=LEARNED)
+    await gateway.registry.load(gateway.db)
+    await gateway.watch.refresh()
+    return Home(gateway, clock, gateway.alerts.notifier)  # type: ignore[arg-type]
+
+
+async def test_a_home_that_is_never_quiet_for_long_is_checked_on_within_the_hour_or_so(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    await apply_provisioning(db, parse_provisioning(register_yaml(P, persons=1)), clock.now())
+    home = await _home(db, clock)
+    # Three days about the house every half hour from 08:00 to 20:00, asleep at night
+    # (stored through the real ingest path; the rules are not ticked meanwhile).
+    for _day in range(3):
+        for _ in range(25):
+            await home.motion()
+            clock.advance(timedelta(minutes=30))
+        clock.advance(timedelta(hours=11, minutes=30))
+    person = await home.person_id()
+    live = home.gateway.watch.routines[person]
+    assert live.ready(clock.now())
+
+    # A restart: the new watcher learns the same from the stored events.
+    restarted = await _home(db, clock)
+    warmed = restarted.gateway.watch.routines[person]
+    moment = clock.now() + timedelta(hours=2)
+    assert warmed.history_days(moment.date()) == live.history_days(moment.date()) >= 2
+
+    clock.advance(timedelta(hours=2))  # day 4, 10:00 local
+    await restarted.motion()
+    await restarted.advance(timedelta(minutes=55))
+    assert await restarted.alerts(AlertType.INACTIVITY) == []
+    await restarted.advance(timedelta(minutes=15))  # 11:10: half-hour gaps x 1.25 + 30 min
+    [alert] = await restarted.alerts(AlertType.INACTIVITY)
+    assert alert.detail["since"] == "10:00"
+    assert alert.detail["explanation"] == "通常 10:30 前有活动，现在 11:10 仍无活动"

@@ -1,0 +1,155 @@
+"""Learned routines (gateway.rules.routine): pure, fed signs of life, no database.
+
+Town time is Asia/Shanghai (UTC+8, no DST); dates are fixed, never today.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.config import InactivityRule, LearnedRoutine
+from gateway.register.provisioning import ProvisioningError, parse_provisioning
+from gateway.rules.quiet import QuietFacts, inactivity_detail, inactivity_due
+from gateway.rules.routine import RoutineModel
+from tests.helpers import register_yaml
+
+TZ = ZoneInfo("Asia/Shanghai")
+RULE = LearnedRoutine(enabled=True)
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=TZ).astimezone(UTC)
+
+
+def live_day(
+    model: RoutineModel, day: int, *, wake: int = 6, out: tuple[int, int] = (13, 16)
+) -> None:
+    """Up at ``wake``:00, about the house every half hour, out of the door for the
+    afternoon, in bed at 21:00."""
+    moment = local(day, wake)
+    while moment < local(day, 21):
+        hour = moment.astimezone(TZ).hour
+        if hour == out[0] and moment.astimezone(TZ).minute == 0:
+            model.observe(moment, left_home=True)
+            moment = local(day, out[1])
+            model.observe(moment, left_home=True)  # back in through the door
+        else:
+            model.observe(moment, left_home=False)
+        moment += timedelta(minutes=30)
+    model.observe(local(day, 21), left_home=False)
+
+
+def trained(days: int = 10, **kwargs: int) -> RoutineModel:
+    model = RoutineModel(TZ, RULE)
+    for day in range(1, days + 1):
+        live_day(model, day, **kwargs)  # type: ignore[arg-type]
+    return model
+
+
+def test_no_learned_deadline_until_enough_history() -> None:
+    model = trained(days=RULE.min_days - 1)
+    assert model.deadline(local(RULE.min_days, 10)) is None
+    assert not model.ready(local(RULE.min_days, 10))
+
+
+def test_a_silence_indoors_by_day_alerts_far_sooner_than_four_hours() -> None:
+    model = trained()
+    model.observe(local(11, 10), left_home=False)
+    learned = model.deadline(local(11, 10))
+    assert learned is not None
+    # Half-hour gaps, widened by factor 1.25 and a 30 min margin.
+    assert learned.at == local(11, 10) + timedelta(minutes=30 * 1.25 + 30)
+    assert learned.usual_by == local(11, 10, 30)
+
+
+def test_going_out_is_judged_by_the_outings_not_by_the_house() -> None:
+    model = trained()
+    model.observe(local(11, 13), left_home=True)
+    learned = model.deadline(local(11, 13))
+    assert learned is not None
+    # Three-hour afternoons out: 3 h x 1.25 + 30 min.
+    assert learned.at == local(11, 17, 15)
+
+
+def test_the_night_is_judged_by_the_usual_wake_up() -> None:
+    model = trained()
+    model.observe(local(11, 19), left_home=False)  # an early night
+    learned = model.deadline(local(11, 19))
+    assert learned is not None
+    assert learned.usual_by == local(12, 6)
+    assert learned.at == local(12, 6, 30)
+
+
+def test_max_quiet_bounds_whatever_the_history_says() -> None:
+    model = trained(out=(7, 20))  # out all day, every day
+    model.observe(local(11, 7), left_home=True)
+    learned = model.deadline(local(11, 7))
+    assert learned is not None
+    assert learned.at == local(11, 7) + RULE.max_quiet
+
+
+def test_an_alert_caps_what_a_long_silence_teaches() -> None:
+    """Days of illness in bed (silent 06:00-18:00) must not teach the model to wait 12 h:
+    the silence is learned only up to the alert that it raised."""
+    model = trained()
+    for day in (11, 12, 13):
+        model.observe(local(day, 6), left_home=False)
+        model.censor(local(day, 7))  # the inactivity alert an hour in
+        model.observe(local(day, 18), left_home=False)
+        model.observe(local(day, 21), left_home=False)
+    model.observe(local(14, 6), left_home=False)
+    learned = model.deadline(local(14, 6))
+    assert learned is not None
+    assert learned.at - local(14, 6) <= timedelta(hours=2)
+
+
+def test_marked_absences_and_emergency_days_teach_nothing() -> None:
+    model = trained(days=7)
+    model.exclude(local(8, 0), local(9, 0))
+    model.observe(local(8, 6), left_home=False)
+    model.observe(local(8, 18), left_home=False)  # twelve silent hours, but away
+    model.exclude_day(date(2026, 3, 7))
+    assert model.history_days(date(2026, 3, 9)) == 6
+    assert not model.ready(local(9, 6))
+
+
+def test_the_alert_explains_itself_in_chinese() -> None:
+    model = trained()
+    model.observe(local(11, 19), left_home=False)
+    rule = InactivityRule(learned=RULE)
+    facts = QuietFacts(last_activity=local(11, 19), created_at=local(1, 0))
+    due = inactivity_due(facts, rule, TZ, routine=model)
+    assert due.at == local(12, 6, 30)
+    detail = inactivity_detail(due, local(12, 6, 31), TZ)
+    assert detail["explanation"] == "通常 06:00 前有活动，现在 06:31 仍无活动"
+    assert detail["since"] == "19:00"
+
+
+def test_disabled_or_unready_learning_keeps_the_fixed_windows() -> None:
+    facts = QuietFacts(last_activity=local(11, 10), created_at=local(1, 0))
+    model = trained()
+    fixed = inactivity_due(facts, InactivityRule(), TZ, routine=model)
+    assert fixed.at == local(11, 14)
+    assert fixed.usual_by is None
+    assert "explanation" not in inactivity_detail(fixed, local(11, 14), TZ)
+    fresh = RoutineModel(TZ, RULE)
+    unready = inactivity_due(facts, InactivityRule(learned=RULE), TZ, routine=fresh)
+    assert unready.at == local(11, 14)
+
+
+def test_a_person_can_be_put_on_learned_routines_in_the_provisioning_file() -> None:
+    extra = """    rules:
+      inactivity:
+        learned: {enabled: true, max_quiet: 8h}
+"""
+    text = register_yaml("lr", persons=1).replace("    devices:\n", extra + "    devices:\n", 1)
+    doc = parse_provisioning(text, env={"HW_TEST_ADMIN_PASSWORD": "pw-123456789"})
+    assert doc.persons[0].rules_override == {
+        "inactivity": {"learned": {"enabled": True, "max_quiet": "8h"}}
+    }
+    wrong = text.replace("max_quiet: 8h", "max_quiet: 30m")
+    with pytest.raises(ProvisioningError, match="min_quiet must be shorter than max_quiet"):
+        parse_provisioning(wrong, env={"HW_TEST_ADMIN_PASSWORD": "pw-123456789"})
