@@ -277,8 +277,8 @@ def test_kill_9_mid_escalation_resumes_without_repeating(
     register.write_text(register_yaml(prefix, persons=1), encoding="utf-8")
     gateway = GatewayProcess(env, tmp_path / "gw.log")
     gateway.provision(register)
-    gateway.start()
     try:
+        gateway.start()  # inside: a start that times out still leaves no process behind
         asyncio.run(_press_sos(prefix, "k-1"))
         twilio.wait_for(lambda: len(sms_of(twilio.messages, "sos_alert")) == 1, 10)
         gateway.kill9()

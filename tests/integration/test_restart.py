@@ -78,8 +78,8 @@ def test_kill_9_mid_drain_and_publish_while_down_loses_and_duplicates_nothing(
     gateway = GatewayProcess(env, tmp_path / "gateway.log")
     gateway.provision(provisioning)
     topic = f"{prefix}/homewatch/{prefix}-p0-pir/event"
-    gateway.start()
     try:
+        gateway.start()  # inside: a start that times out still leaves no process behind
         publisher = threading.Thread(target=_publish, args=(broker, topic, 0, 15000))
         publisher.start()
         wait_for(lambda: _count_events(database_url)[0] >= 1000, 60, "the drain to start")
