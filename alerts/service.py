@@ -34,6 +34,7 @@ from alerts.templates import ALERT_TEMPLATES, render
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
 from gateway.clock import Clock, sleep_unless
 from gateway.config import EscalationConfig, EscalationStep, RulesConfig
+from gateway.privacy import mask_phone, redact
 from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
@@ -444,10 +445,10 @@ class AlertService:
             log.warning(
                 "delivery %s to %s via %s failed (attempt %d): %s",
                 row.id,
-                row.recipient_phone,
+                mask_phone(row.recipient_phone),
                 row.channel,
                 row.attempt,
-                error,
+                redact(str(error)),
             )
             await self._record_failure(row.id, str(error), retryable=error.retryable)
             return
@@ -523,7 +524,7 @@ class AlertService:
                     Notification.alert_id == row.alert_id,
                     Notification.step_index == row.step_index,
                     Notification.step_round == row.step_round,
-                    Notification.recipient_phone == row.recipient_phone,
+                    Notification.recipient_phone_bidx == row.recipient_phone,
                     Notification.channel == other,
                     Notification.status.notin_([*FAILED_STATUSES, "skipped"]),
                 )
@@ -682,7 +683,7 @@ class AlertService:
                 select(Alert.id, Notification.recipient_name)
                 .join(Notification, Notification.alert_id == Alert.id)
                 .where(
-                    Notification.recipient_phone == from_phone,
+                    Notification.recipient_phone_bidx == from_phone,
                     Notification.purpose == "alert",
                     Notification.status.notin_(["pending", "skipped"]),
                     Alert.status.in_(_ACTIVE_STATUSES),

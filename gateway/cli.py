@@ -29,8 +29,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """Every command that touches the database brings it to the latest migration first."""
-    await migrate(settings.database_url)
-    db = Database(settings.database_url)
+    keyring = settings.keyring()
+    if keyring.is_development:
+        log.warning(
+            "no HOMEWATCH_SECRET_KEY or HOMEWATCH_DATA_KEY: personal data is encrypted under "
+            "the public development key until `homewatch run` re-encrypts it"
+        )
+    await migrate(settings.database_url, keyring)
+    db = Database(settings.database_url, keyring=keyring)
     try:
         yield db
     finally:
@@ -50,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    asyncio.run(migrate(settings.database_url))
+    asyncio.run(migrate(settings.database_url, settings.keyring()))
     print("database is at the latest migration")
     return 0
 
@@ -132,7 +138,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
                     return 2
                 phone = normalize_phone(args.phone)
                 helper = (
-                    await session.execute(select(Helper).where(Helper.phone == phone))
+                    await session.execute(select(Helper).where(Helper.phone_bidx == phone))
                 ).scalar_one_or_none()
                 if helper is None:
                     print(f"no helper with phone {phone}", file=sys.stderr)
@@ -381,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
+    from gateway.cli_trust import add_trust_commands
+
+    add_trust_commands(commands, user_commands, common)
     return parser
 
 

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.crypto import Keyring, keyring_for
+
 __all__ = [
     "ConfigError",
     "DigestConfig",
@@ -247,6 +249,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    #: Field encryption key (SPEC §10); defaults to one derived from ``secret_key``.
+    data_key: str | None = None
+    #: Earlier data keys (or secrets), comma-separated: they decrypt, never encrypt, until
+    #: `homewatch rotate-key` has re-encrypted everything under the current key.
+    retired_data_keys: str = ""
     timezone: str = "Asia/Shanghai"
     notifier: Literal["twilio", "console"] | None = None
     twilio_account_sid: str | None = None
@@ -322,6 +329,10 @@ class Settings(BaseSettings):
     @property
     def mqtt_tls(self) -> bool:
         return urlsplit(self.mqtt_url).scheme in ("mqtts", "ssl")
+
+    def keyring(self) -> Keyring:
+        """The field-encryption keys (SPEC §10) these settings describe."""
+        return keyring_for(self.data_key, self.secret_key, self.retired_data_keys)
 
     def require_production_secret(self) -> str:
         """`run` refuses to start without a real secret."""

@@ -17,13 +17,22 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from gateway.storage.types import UTCDateTime
+from gateway.storage.types import (
+    BlindIndex,
+    EncryptedJSON,
+    EncryptedText,
+    RedactedText,
+    UTCDateTime,
+)
 
 __all__ = [
+    "BLIND_INDEXED",
     "Alert",
     "AuditEntry",
     "AwayPeriod",
@@ -73,7 +82,7 @@ class Town(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     duty_name: Mapped[str] = mapped_column(String(100))
-    duty_phone: Mapped[str] = mapped_column(String(20))
+    duty_phone: Mapped[str] = mapped_column(EncryptedText("town.duty_phone"))
 
 
 class Village(Base):
@@ -89,11 +98,13 @@ class TeamMember(Base):
     """A member of the village's 应急救助志愿服务队."""
 
     __tablename__ = "team_members"
-    __table_args__ = (UniqueConstraint("village_id", "phone"),)
+    __table_args__ = (UniqueConstraint("village_id", "phone_bidx"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(EncryptedText("team_members.phone"))
+    #: Keyed blind index of ``phone`` (kept by ``_fill_blind_indexes``); compare plain phones.
+    phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"))
     role: Mapped[str] = mapped_column(String(50), default="")
     village: Mapped[Village] = relationship(back_populates="team")
 
@@ -104,7 +115,8 @@ class Helper(Base):
     __tablename__ = "helpers"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    phone: Mapped[str] = mapped_column(EncryptedText("helpers.phone"))
+    phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"), unique=True)
     title: Mapped[str] = mapped_column(String(100), default="")
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
     village: Mapped[Village] = relationship()
@@ -117,21 +129,28 @@ class Person(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     gender: Mapped[str] = mapped_column(String(2))
-    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    id_number: Mapped[str] = mapped_column(EncryptedText("persons.id_number"))
+    id_number_bidx: Mapped[str] = mapped_column(BlindIndex("id_number"), unique=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
     categories: Mapped[list[str]] = mapped_column(JSON)
     care_level: Mapped[str] = mapped_column(String(20))
     helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
     measures: Mapped[str] = mapped_column(Text, default="")
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(EncryptedText("persons.phone"))
     notes: Mapped[str] = mapped_column(Text, default="")
     address: Mapped[str] = mapped_column(String(200), default="")
     guardian_name: Mapped[str | None] = mapped_column(String(100))
-    guardian_phone: Mapped[str | None] = mapped_column(String(20))
+    guardian_phone: Mapped[str | None] = mapped_column(EncryptedText("persons.guardian_phone"))
     # The notice's health record: 健康状况 / 生活方式 / 体检情况.
-    health_status: Mapped[str] = mapped_column(Text, default="", server_default="")
-    lifestyle: Mapped[str] = mapped_column(Text, default="", server_default="")
-    medical_checkup: Mapped[str] = mapped_column(Text, default="", server_default="")
+    health_status: Mapped[str] = mapped_column(
+        EncryptedText("persons.health_status"), default="", server_default=""
+    )
+    lifestyle: Mapped[str] = mapped_column(
+        EncryptedText("persons.lifestyle"), default="", server_default=""
+    )
+    medical_checkup: Mapped[str] = mapped_column(
+        EncryptedText("persons.medical_checkup"), default="", server_default=""
+    )
     rules_override: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_activity_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -290,7 +309,7 @@ class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
         Index("ix_notifications_due", "status", "not_before"),
-        Index("ix_notifications_phone", "recipient_phone"),
+        Index("ix_notifications_phone", "recipient_phone_bidx"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
@@ -300,7 +319,8 @@ class Notification(Base):
     step_round: Mapped[int | None]
     recipient_role: Mapped[str] = mapped_column(String(20))
     recipient_name: Mapped[str] = mapped_column(String(100))
-    recipient_phone: Mapped[str] = mapped_column(String(20))
+    recipient_phone: Mapped[str] = mapped_column(EncryptedText("notifications.recipient_phone"))
+    recipient_phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"))
     channel: Mapped[str] = mapped_column(String(10))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     #: pending -> sending -> sent -> (queued/delivered/completed/failed/...), or failed.
@@ -310,9 +330,12 @@ class Notification(Base):
     sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     #: Template parameters, so a retry on the other channel renders that channel's wording.
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    body: Mapped[str] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(
+        EncryptedJSON("notifications.params"), default=dict
+    )
+    #: The rendered text names the resident and her phone, so it is encrypted too.
+    body: Mapped[str] = mapped_column(EncryptedText("notifications.body"))
+    error: Mapped[str | None] = mapped_column(RedactedText)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
@@ -325,7 +348,8 @@ class Visit(Base):
     __tablename__ = "visits"
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    helper_phone: Mapped[str] = mapped_column(String(20))
+    helper_phone: Mapped[str] = mapped_column(EncryptedText("visits.helper_phone"))
+    helper_phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"), index=True)
     visited_at: Mapped[datetime]
     services: Mapped[list[str]] = mapped_column(JSON)
     notes: Mapped[str] = mapped_column(Text, default="")
@@ -344,8 +368,9 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(50))
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(100))
-    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Register snapshots carry ID numbers and phones.
+    before: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON("audit_log.before"))
+    after: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON("audit_log.after"))
 
 
 class AwayPeriod(Base):
@@ -387,4 +412,36 @@ class RegisterSnapshot(Base):
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
     month: Mapped[str] = mapped_column(String(7))
     taken_at: Mapped[datetime]
-    persons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    persons: Mapped[list[dict[str, Any]]] = mapped_column(
+        EncryptedJSON("register_snapshots.persons")
+    )
+
+
+# -- blind indexes follow their plain columns ------------------------------------------------
+
+#: (plain attribute, blind index attribute) per model. The index column's type hashes
+#: whatever plain value is assigned, so copying the plain value over is all it takes.
+BLIND_INDEXED: dict[type[Base], tuple[tuple[str, str], ...]] = {
+    Person: (("id_number", "id_number_bidx"),),
+    Helper: (("phone", "phone_bidx"),),
+    TeamMember: (("phone", "phone_bidx"),),
+    Notification: (("recipient_phone", "recipient_phone_bidx"),),
+    Visit: (("helper_phone", "helper_phone_bidx"),),
+}
+
+
+def _fill_blind_indexes_on_insert(_mapper: Any, _connection: Any, target: Base) -> None:
+    for plain, index in BLIND_INDEXED[type(target)]:
+        setattr(target, index, getattr(target, plain))
+
+
+def _fill_blind_indexes_on_update(_mapper: Any, _connection: Any, target: Base) -> None:
+    state = inspect(target)
+    for plain, index in BLIND_INDEXED[type(target)]:
+        if state.attrs[plain].history.has_changes():
+            setattr(target, index, getattr(target, plain))
+
+
+for _model in BLIND_INDEXED:
+    event.listen(_model, "before_insert", _fill_blind_indexes_on_insert)
+    event.listen(_model, "before_update", _fill_blind_indexes_on_update)
