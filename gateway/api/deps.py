@@ -8,18 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.service import AlertService
+from gateway.auth import active_user
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.register.vocabulary import Role
-from gateway.security import TokenError, decode_token
+from gateway.security import TokenError, decode_token_version
 from gateway.storage import register_queries as rq
 from gateway.storage.db import Database
-from gateway.storage.models import Person, User
+from gateway.storage.models import Person
 
 __all__ = ["ApiContext", "Ctx", "CurrentUser", "Principal", "SessionDep", "visible_person"]
 
@@ -93,12 +93,11 @@ async def get_current_user(
         headers={"WWW-Authenticate": "Bearer"},
     )
     try:
-        username = decode_token(context.secret_key, token)
+        username, version = decode_token_version(context.secret_key, token)
     except TokenError as error:
         raise unauthorized from error
-    user = (
-        await session.execute(select(User).where(User.username == username))
-    ).scalar_one_or_none()
+    # Disabled, or the password changed since the token was issued: the token has ended.
+    user = await active_user(session, username, version)
     if user is None:
         raise unauthorized
     return Principal(user.username, Role(user.role), user.village_id, user.helper_id)

@@ -42,6 +42,7 @@ __all__ = [
     "EmergencyMode",
     "Event",
     "Helper",
+    "LoginFailure",
     "Notification",
     "Person",
     "RegisterSnapshot",
@@ -253,6 +254,27 @@ class User(Base):
     village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
     helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
     created_at: Mapped[datetime]
+    #: A disabled user can neither log in nor use a token issued before.
+    disabled_at: Mapped[datetime | None]
+    #: Carried in every token; bumped (by ``_end_sessions``) when the password changes or
+    #: the user is disabled, which ends all her tokens and console sessions at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LoginFailure(Base):
+    """A failed login, kept for the throttle's window (SPEC §10): in the database, so that
+    several gateways behind one address count together."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_client_at", "client", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(100))
+    client: Mapped[str] = mapped_column(String(64))
 
 
 class Alert(Base):
@@ -445,3 +467,15 @@ def _fill_blind_indexes_on_update(_mapper: Any, _connection: Any, target: Base) 
 for _model in BLIND_INDEXED:
     event.listen(_model, "before_insert", _fill_blind_indexes_on_insert)
     event.listen(_model, "before_update", _fill_blind_indexes_on_update)
+
+
+def _end_sessions(_mapper: Any, _connection: Any, target: User) -> None:
+    """A new password or a disabled account ends every token and session issued before."""
+    state = inspect(target)
+    if state.attrs.password_hash.history.has_changes() or (
+        state.attrs.disabled_at.history.has_changes() and target.disabled_at is not None
+    ):
+        target.token_version = (target.token_version or 0) + 1
+
+
+event.listen(User, "before_update", _end_sessions)

@@ -139,6 +139,7 @@ def _retype(table: str, *, to_text: bool) -> None:
 
 
 def upgrade() -> None:
+    _throttle_and_sessions()
     with op.batch_alter_table("persons") as batch_op:
         batch_op.drop_constraint("uq_persons_id_number", type_="unique")
         batch_op.add_column(sa.Column("id_number_bidx", sa.String(length=64), nullable=True))
@@ -176,7 +177,32 @@ def upgrade() -> None:
         batch_op.create_index("ix_visits_helper_phone_bidx", ["helper_phone_bidx"], unique=False)
 
 
+def _throttle_and_sessions() -> None:
+    """Login throttling and ending a user's sessions (SPEC §10)."""
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.add_column(sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("token_version", sa.Integer(), server_default="0", nullable=False)
+        )
+    op.create_table(
+        "login_failures",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("username", sa.String(length=100), nullable=False),
+        sa.Column("client", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
+    )
+    with op.batch_alter_table("login_failures") as batch_op:
+        batch_op.create_index("ix_login_failures_username_at", ["username", "at"], unique=False)
+        batch_op.create_index("ix_login_failures_client_at", ["client", "at"], unique=False)
+        batch_op.create_index("ix_login_failures_at", ["at"], unique=False)
+
+
 def downgrade() -> None:
+    op.drop_table("login_failures")
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.drop_column("token_version")
+        batch_op.drop_column("disabled_at")
     for table in _tables():
         _rewrite(table, encrypt=False)
         _retype(table, to_text=False)
