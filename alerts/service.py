@@ -32,6 +32,7 @@ from sqlalchemy.orm import selectinload
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.templates import ALERT_TEMPLATES, render
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
+from gateway import audit
 from gateway.clock import Clock, sleep_unless
 from gateway.config import EscalationConfig, EscalationStep, RulesConfig
 from gateway.privacy import mask_phone, redact
@@ -580,7 +581,7 @@ class AlertService:
     # -- acknowledgement ---------------------------------------------------------------
 
     async def acknowledge(
-        self, alert_id: int, by: str, *, via_phone: str | None = None
+        self, alert_id: int, by: str, *, via_phone: str | None = None, channel: str = "system"
     ) -> AckResult:
         """Stop the escalation; tell everyone already notified who took it."""
         now = self.clock.now()
@@ -608,7 +609,10 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
-                return await self.acknowledge(alert_id, by, via_phone=via_phone)
+                return await self.acknowledge(alert_id, by, via_phone=via_phone, channel=channel)
+            _audit_alert(
+                session, now, by, "acknowledge", alert_id, code=alert.code, channel=channel
+            )
             # Calls and retries not yet placed are no longer wanted.
             await _skip_pending(session, alert_id, now, purpose="alert")
             params = await self._alert_params(session, alert)
@@ -696,7 +700,7 @@ class AlertService:
         if row is None:
             return None
         alert_id, name = row
-        return await self.acknowledge(alert_id, name, via_phone=from_phone)
+        return await self.acknowledge(alert_id, name, via_phone=from_phone, channel="sms")
 
     async def notification_by_token(self, token: str) -> Notification | None:
         async with self.db.session() as session:
@@ -710,11 +714,15 @@ class AlertService:
             return None
         if row.recipient_role == "resident":
             # The resident pressing 1 on an "are you all right?" call means they are fine.
-            await self.cancel(row.alert_id, by=row.recipient_name, reason="resident_ok")
+            await self.cancel(
+                row.alert_id, by=row.recipient_name, reason="resident_ok", channel="voice"
+            )
             return AckResult(row.alert_id, "", row.recipient_name, False)
-        return await self.acknowledge(row.alert_id, row.recipient_name)
+        return await self.acknowledge(row.alert_id, row.recipient_name, channel="voice")
 
-    async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+    async def resolve(
+        self, alert_id: int, by: str, note: str | None = None, *, channel: str = "system"
+    ) -> Alert:
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
             alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
@@ -731,11 +739,12 @@ class AlertService:
             alert.resolution_note = note
             alert.next_step_at = None
             alert.version += 1
+            _audit_alert(session, now, by, "resolve", alert_id, code=alert.code, channel=channel)
             await _skip_pending(session, alert_id, now)
         self.wake.set()
         return alert
 
-    async def cancel(self, alert_id: int, *, by: str, reason: str) -> bool:
+    async def cancel(self, alert_id: int, *, by: str, reason: str, channel: str = "system") -> bool:
         """Close an alert that turned out unnecessary (e.g. the resident checked in)."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
@@ -757,6 +766,7 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            _audit_alert(session, now, by, "cancel", alert_id, reason=reason, channel=channel)
             await _skip_pending(session, alert_id, now)
         self.wake.set()
         return True
@@ -813,6 +823,15 @@ class AlertService:
             except Exception:
                 log.exception("escalation pass failed; retrying")
             await sleep_unless(self.clock, poll_seconds, self.wake, stop)
+
+
+def _audit_alert(
+    session: AsyncSession, now: datetime, by: str, action: str, alert_id: int, **detail: str
+) -> None:
+    """The trail of who took, closed or cancelled an alert and by which channel (SPEC §10)."""
+    audit.record(
+        session, now=now, actor=by, action=action, entity="alert", entity_id=alert_id, detail=detail
+    )
 
 
 async def _skip_pending(

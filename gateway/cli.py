@@ -120,6 +120,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
     async def add() -> int:
         async with _database(settings) as db, db.session() as session, session.begin():
+            session.info["actor"] = "cli"
             village_id = helper_id = None
             if role is Role.VILLAGE_OFFICER:
                 if not args.village:
@@ -180,13 +181,15 @@ def cmd_register_export(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with _database(settings) as db:
-            return await export_ledger(
+            result = await export_ledger(
                 db,
                 village=args.village,
                 month=args.month,
                 output=Path(args.output),
                 tz=settings.tz,
             )
+            await audit_export(db, "register", args.village, {"month": args.month})
+            return result
 
     return asyncio.run(run())
 
@@ -211,13 +214,32 @@ def cmd_register_annual(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> bytes:
-        async with _database(settings) as db, db.session() as session:
-            return await annual_workbook(session, args.year, settings.tz)
+        async with _database(settings) as db:
+            async with db.session() as session:
+                data = await annual_workbook(session, args.year, settings.tz)
+            await audit_export(db, "annual_summary", args.year, {})
+            return data
 
     output = Path(args.output)
     output.write_bytes(asyncio.run(run()))
     print(f"{output}: annual summary {args.year}")
     return 0
+
+
+async def audit_export(
+    db: Database, entity: str, entity_id: object, detail: dict[str, object]
+) -> None:
+    from gateway.audit import record_now
+
+    await record_now(
+        db,
+        now=datetime.now(UTC),
+        actor="cli",
+        action="export",
+        entity=entity,
+        entity_id=str(entity_id),
+        detail=detail,
+    )
 
 
 # -- simulate / demo ------------------------------------------------------------------------

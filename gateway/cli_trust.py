@@ -9,7 +9,10 @@ import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.devices import DeviceSpec
 
 __all__ = ["add_trust_commands"]
 
@@ -36,7 +39,6 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from gateway.cli import _database, _settings
-    from gateway.register.history import audit_entity
     from gateway.storage.models import User
 
     settings = _settings(args)
@@ -50,27 +52,41 @@ def cmd_user_disable(args: argparse.Namespace) -> int:
             if user is None:
                 print(f"no user {args.username!r}", file=sys.stderr)
                 return 2
-            now = datetime.now(UTC)
-            before = {"disabled_at": _iso(user.disabled_at)}
-            user.disabled_at = now if disable else None
-            audit_entity(
-                session,
-                now=now,
-                actor="cli",
-                entity="user",
-                entity_id=user.username,
-                action="disable" if disable else "enable",
-                before=before,
-                after={"disabled_at": _iso(user.disabled_at)},
-            )
+            # Audited by the flush hook (gateway.storage.models), as every user change is.
+            session.info["actor"] = "cli"
+            if disable and user.disabled_at is None:
+                user.disabled_at = datetime.now(UTC)
+            elif not disable:
+                user.disabled_at = None
         print(f"user {args.username} {'disabled' if disable else 'enabled'}")
         return 0
 
     return asyncio.run(change())
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def cmd_mqtt_credentials(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.cli import _database, _settings
+    from gateway.mqtt_credentials import register_devices, write_credentials
+
+    settings = _settings(args)
+    out = Path(args.out)
+
+    async def load() -> list[DeviceSpec]:
+        async with _database(settings) as db:
+            return await register_devices(db)
+
+    report = write_credentials(
+        asyncio.run(load()),
+        out,
+        gateway_username=settings.mqtt_username or settings.mqtt_client_id,
+        status_topic_prefix=settings.mqtt_topic_prefix,
+    )
+    for line in report.lines():
+        print(line)
+    print(f"wrote {out}/passwd, acl, devices.csv, gateway.env (readable by the owner only)")
+    return 0
 
 
 def add_trust_commands(commands: Any, user_commands: Any, common: argparse.ArgumentParser) -> None:
@@ -94,3 +110,11 @@ def add_trust_commands(commands: Any, user_commands: Any, common: argparse.Argum
         parser = user_commands.add_parser(verb, parents=[common], help=what)
         parser.add_argument("username")
         parser.set_defaults(func=cmd_user_disable)
+
+    creds = commands.add_parser(
+        "mqtt-credentials",
+        parents=[common],
+        help="per-device Mosquitto password file and ACL from the register",
+    )
+    creds.add_argument("--out", required=True, metavar="DIR")
+    creds.set_defaults(func=cmd_mqtt_credentials)

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from gateway.api import (
     routes_alerts,
+    routes_audit,
     routes_core,
     routes_register,
     routes_reports,
@@ -35,6 +36,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(routes_reports.router)
     app.include_router(routes_twilio.router)
     app.include_router(routes_watch.router)
+    app.include_router(routes_audit.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> str:

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, HTTPException, Query, UploadFile, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
+from gateway import audit
 from gateway.api.deps import Ctx, CurrentUser, Principal, SessionDep
 from gateway.api.schemas_register import ComplianceRowOut, ComplianceSummaryOut
 from gateway.register.annual_io import annual_workbook
@@ -106,6 +107,16 @@ async def export_register(
     build_workbook(sheets).save(buffer)
     town = await rq.town_name(session)
     label = village or town
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="export",
+        entity="register",
+        entity_id=",".join(v.name for v in villages),
+        detail={"month": month},
+    )
+    await session.commit()
     return _xlsx(buffer.getvalue(), f"{label}特殊困难群体关爱帮扶台账{month or ''}.xlsx")
 
 
@@ -234,4 +245,14 @@ async def annual_summary(
     _no_helpers(user)
     data = await annual_workbook(session, year, context.settings.tz, user.scope().get("village_id"))
     town = await rq.town_name(session)
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="export",
+        entity="annual_summary",
+        entity_id=year,
+        detail={"village_id": user.scope().get("village_id")},
+    )
+    await session.commit()
     return _xlsx(data, f"{town}{year}年度特殊困难群体关爱帮扶工作统计.xlsx")

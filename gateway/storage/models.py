@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -21,7 +21,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from gateway.storage.types import (
     BlindIndex,
@@ -479,3 +479,45 @@ def _end_sessions(_mapper: Any, _connection: Any, target: User) -> None:
 
 
 event.listen(User, "before_update", _end_sessions)
+
+
+def _audit_user_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """Every change of a user, wherever it is made (provisioning, the command line, the
+    console), lands in the audit trail; ``session.info["actor"]`` names who made it."""
+    actor = str(session.info.get("actor", "system"))
+    for user in [*session.new, *session.dirty]:
+        if not isinstance(user, User):
+            continue
+        state = inspect(user)
+        changed = sorted(
+            "password" if attr.key == "password_hash" else attr.key
+            for attr in state.attrs
+            if attr.key != "token_version" and attr.history.has_changes()
+        )
+        if not changed:
+            continue
+        if user in session.new:
+            action = "create"
+        elif "disabled_at" in changed:
+            action = "disable" if user.disabled_at is not None else "enable"
+        else:
+            action = "update"
+        session.add(
+            AuditEntry(
+                at=datetime.now(UTC),
+                actor=actor,
+                action=action,
+                entity="user",
+                entity_id=user.username,
+                before=None,
+                after={
+                    "changed": changed,
+                    "role": user.role,
+                    "village_id": user.village_id,
+                    "helper_id": user.helper_id,
+                },
+            )
+        )
+
+
+event.listen(Session, "before_flush", _audit_user_changes)

@@ -175,6 +175,45 @@ def upgrade() -> None:
     with op.batch_alter_table("visits") as batch_op:
         batch_op.alter_column("helper_phone_bidx", nullable=False)
         batch_op.create_index("ix_visits_helper_phone_bidx", ["helper_phone_bidx"], unique=False)
+    _append_only_audit()
+
+
+_IMMUTABLE = ("at", "actor", "action", "entity", "entity_id")
+
+
+def _append_only_audit() -> None:
+    """The trail refuses DELETE and any change of who/what/when; only the encrypted
+    before/after may be rewritten (re-encryption under a new key)."""
+    if op.get_bind().dialect.name == "postgresql":
+        changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in _IMMUTABLE)
+        op.execute(
+            "CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$ BEGIN "
+            "IF TG_OP = 'DELETE' OR " + changed + " THEN "
+            "RAISE EXCEPTION 'audit_log is append-only'; END IF; RETURN NEW; END $$ "
+            "LANGUAGE plpgsql"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+            "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
+        )
+        return
+    op.execute(
+        "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+    )
+    op.execute(
+        f"CREATE TRIGGER audit_log_no_rewrite BEFORE UPDATE OF {', '.join(_IMMUTABLE)} "
+        "ON audit_log BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+    )
+
+
+def _drop_append_only_audit() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
+        op.execute("DROP FUNCTION audit_log_append_only()")
+        return
+    op.execute("DROP TRIGGER audit_log_no_delete")
+    op.execute("DROP TRIGGER audit_log_no_rewrite")
 
 
 def _throttle_and_sessions() -> None:
@@ -199,6 +238,7 @@ def _throttle_and_sessions() -> None:
 
 
 def downgrade() -> None:
+    _drop_append_only_audit()
     op.drop_table("login_failures")
     with op.batch_alter_table("users") as batch_op:
         batch_op.drop_column("token_version")
