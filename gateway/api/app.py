@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 
 from gateway.api import (
@@ -16,6 +17,7 @@ from gateway.api import (
     routes_watch,
 )
 from gateway.api.deps import ApiContext
+from gateway.api.errors import validation_error
 from gateway.api.status_page import render_status_page
 
 __all__ = ["create_app"]
@@ -28,6 +30,7 @@ def create_app(context: ApiContext) -> FastAPI:
         description="Smart home-watch gateway: register, sensor events, alerts and escalation.",
     )
     app.state.context = context
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(routes_core.api)
     app.include_router(routes_core.public)
     app.include_router(routes_alerts.router)
