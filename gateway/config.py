@@ -241,6 +241,10 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = "homewatch-gateway"
+    #: TLS (mqtts://): a private CA instead of the system's, and a client certificate.
+    mqtt_ca_file: Path | None = None
+    mqtt_client_cert: Path | None = None
+    mqtt_client_key: Path | None = None
     #: Topic prefix for the gateway's own status topic and native devices (tests isolate runs).
     mqtt_topic_prefix: str = "homewatch"
     #: Share ingest across several `run` processes (MQTT 5 shared subscription group name).

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +37,7 @@ from gateway.registry import DeviceRegistry, Route
 from gateway.rules.sensors import is_sign_of_life
 from gateway.storage.db import Database
 from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
+from gateway.tls import mqtt_tls_context
 
 __all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
 
@@ -485,7 +485,7 @@ class MqttIngest:
             connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect_properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
             connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        tls_context = ssl.create_default_context() if settings.mqtt_tls else None
+        tls_context = mqtt_tls_context(settings)
         client = aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,
