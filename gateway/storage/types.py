@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, String, Text
+from sqlalchemy.sql import operators
 from sqlalchemy.types import TypeDecorator
 
 from gateway.crypto import Keyring
@@ -75,6 +76,37 @@ def keyring_of(dialect: Dialect) -> Keyring:
     return keyring
 
 
+#: Comparisons that can never match a randomised ciphertext.
+_NEVER_MATCH = frozenset(
+    {
+        operators.eq,
+        operators.ne,
+        operators.in_op,
+        operators.not_in_op,
+        operators.like_op,
+        operators.not_like_op,
+        operators.ilike_op,
+        operators.not_ilike_op,
+        operators.startswith_op,
+        operators.endswith_op,
+        operators.contains_op,
+    }
+)
+
+
+class _RefuseComparison(TypeDecorator.Comparator[Any]):
+    """``Person.id_number == x`` would compile, run, and silently match nothing: refuse it
+    when the query is built, pointing at the blind index."""
+
+    def operate(self, op: Any, *other: Any, **kwargs: Any) -> Any:
+        if op in _NEVER_MATCH and not (len(other) == 1 and other[0] is None):
+            raise TypeError(
+                f"{self.expr} is encrypted: compare its blind index (e.g. phone_bidx, "
+                "id_number_bidx) with the plain value instead"
+            )
+        return super().operate(op, *other, **kwargs)
+
+
 class EncryptedText(TypeDecorator[str]):
     """A string stored AES-GCM encrypted; the ORM reads and writes plain values.
 
@@ -85,6 +117,7 @@ class EncryptedText(TypeDecorator[str]):
 
     impl = Text
     cache_ok = True
+    comparator_factory = _RefuseComparison
 
     def __init__(self, context: str) -> None:
         super().__init__()
@@ -110,6 +143,7 @@ class EncryptedJSON(TypeDecorator[Any]):
 
     impl = Text
     cache_ok = True
+    comparator_factory = _RefuseComparison
 
     def __init__(self, context: str) -> None:
         super().__init__()

@@ -376,3 +376,13 @@ async def test_rotate_key_command_and_keyless_values_re_encrypted_at_start(
             assert helper.phone == HELPER
     finally:
         await only_new.dispose()
+
+
+def test_comparing_an_encrypted_column_is_refused_when_the_query_is_built() -> None:
+    # It would run and silently match nothing (every encryption differs): a look-up by
+    # phone that never finds is how an SMS reply would be lost.
+    with pytest.raises(TypeError, match="phone_bidx"):
+        select(Helper).where(Helper.phone == HELPER)
+    with pytest.raises(TypeError, match="blind index"):
+        select(Person).where(Person.id_number.in_(IDS))
+    assert "IS NULL" in str(select(Person).where(Person.phone.is_(None)))
