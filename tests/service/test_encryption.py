@@ -302,6 +302,16 @@ async def test_the_migration_encrypts_rows_written_before_it(database_url: str) 
     dump = _raw_dump(database_url)
     assert HELPER.encode() not in dump and DUTY.encode() not in dump
 
+    # And back down: the values return in clear text, as 0003 had them.
+    await _run(command.downgrade, alembic_config(database_url, keyring), "0003")
+    plain = Database(database_url)
+    try:
+        async with plain.session() as session:
+            raw = (await session.execute(text("SELECT phone FROM helpers"))).scalar_one()
+            assert raw == HELPER
+    finally:
+        await plain.dispose()
+
 
 async def test_notifications_are_found_by_the_phone_that_replies(keyed_db: Database) -> None:
     async with running_api(keyed_db, Path("/nonexistent"), persons=1) as api:
