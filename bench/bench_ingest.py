@@ -59,7 +59,6 @@ async def one_run(database_url: str, port: int, events: int) -> float:
         mqtt_url=f"mqtt://127.0.0.1:{port}",
         mqtt_client_id=f"gw-{prefix}",
         secret_key="b" * 32,
-        device_rate_limit=0,  # the whole backlog comes from one device: measure, don't limit
     )
     await migrate(database_url)
     gateway = Gateway(settings, "b" * 32, notifier=ConsoleNotifier())

@@ -267,11 +267,11 @@ class Settings(BaseSettings):
     #: Ingest batching: flush after this many messages or this long, whichever first.
     ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_window: Duration = timedelta(milliseconds=50)
-    #: Per-device ingest limit (messages a second, sustained; 0 = off) and burst: a flooding
-    #: device's surplus is kept as rejected ``rate_limited``; an SOS or fall always passes.
-    #: The burst is large so that a day's backlog drained after an outage (a sensor sends a
-    #: few a minute) still passes; a device stuck sending 100/s is held after ~40 s.
-    device_rate_limit: float = Field(default=1.0, ge=0)
+    #: Per-device ingest limit (messages a second, sustained) and burst: a flooding device's
+    #: surplus is kept as rejected ``rate_limited``; an SOS or fall always passes. Off (0) by
+    #: default: the backlog a broker delivers after a gateway outage arrives at broker speed,
+    #: and the ingest cannot tell it from a flood (docs/TRUST.md suggests values).
+    device_rate_limit: float = Field(default=0.0, ge=0)
     device_rate_burst: int = Field(default=3600, ge=1)
     #: Rejected payloads kept for inspection (oldest dropped beyond this).
     rejected_keep: int = Field(default=10_000, ge=0)
