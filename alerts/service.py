@@ -43,8 +43,10 @@ from alerts.outbox import (
 )
 from alerts.templates import ALERT_TEMPLATES
 from alerts.types import ALERT_LABELS, AlertGroup, AlertStatus, AlertTrigger, AlertType
+from gateway import audit
 from gateway.clock import Clock, sleep_unless
 from gateway.config import EscalationConfig, EscalationStep, OutboxConfig, RulesConfig
+from gateway.privacy import mask_phone, redact
 from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
@@ -406,10 +408,10 @@ class AlertService:
             log.warning(
                 "delivery %s to %s via %s failed (attempt %d): %s",
                 row.id,
-                row.recipient_phone,
+                mask_phone(row.recipient_phone),
                 row.channel,
                 row.attempt,
-                error,
+                redact(str(error)),
             )
             await self._record_failure(
                 row.id,
@@ -501,7 +503,7 @@ class AlertService:
                     Notification.alert_id == row.alert_id,
                     Notification.step_index == row.step_index,
                     Notification.step_round == row.step_round,
-                    Notification.recipient_phone == row.recipient_phone,
+                    Notification.recipient_phone_bidx == row.recipient_phone,
                     Notification.channel == other,
                     Notification.status.notin_([*FAILED_STATUSES, "skipped"]),
                 )
@@ -558,7 +560,7 @@ class AlertService:
     # -- acknowledgement ---------------------------------------------------------------
 
     async def acknowledge(
-        self, alert_id: int, by: str, *, via_phone: str | None = None
+        self, alert_id: int, by: str, *, via_phone: str | None = None, channel: str = "system"
     ) -> AckResult:
         """Stop the escalation; tell everyone already notified who took it."""
         now = self.clock.now()
@@ -586,7 +588,10 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
-                return await self.acknowledge(alert_id, by, via_phone=via_phone)
+                return await self.acknowledge(alert_id, by, via_phone=via_phone, channel=channel)
+            _audit_alert(
+                session, now, by, "acknowledge", alert_id, code=alert.code, channel=channel
+            )
             # Calls and retries not yet placed are no longer wanted.
             await _skip_pending(session, alert_id, now, purpose="alert")
             params = await self._alert_params(session, alert)
@@ -661,7 +666,7 @@ class AlertService:
                 select(Alert.id, Notification.recipient_name)
                 .join(Notification, Notification.alert_id == Alert.id)
                 .where(
-                    Notification.recipient_phone == from_phone,
+                    Notification.recipient_phone_bidx == from_phone,
                     Notification.purpose == "alert",
                     Notification.status.notin_(["pending", "skipped"]),
                     Alert.status.in_(_ACTIVE_STATUSES),
@@ -674,7 +679,7 @@ class AlertService:
         if row is None:
             return None
         alert_id, name = row
-        return await self.acknowledge(alert_id, name, via_phone=from_phone)
+        return await self.acknowledge(alert_id, name, via_phone=from_phone, channel="sms")
 
     async def notification_by_token(self, token: str) -> Notification | None:
         async with self.db.session() as session:
@@ -688,11 +693,15 @@ class AlertService:
             return None
         if row.recipient_role == "resident":
             # The resident pressing 1 on an "are you all right?" call means they are fine.
-            await self.cancel(row.alert_id, by=row.recipient_name, reason="resident_ok")
+            await self.cancel(
+                row.alert_id, by=row.recipient_name, reason="resident_ok", channel="voice"
+            )
             return AckResult(row.alert_id, "", row.recipient_name, False)
-        return await self.acknowledge(row.alert_id, row.recipient_name)
+        return await self.acknowledge(row.alert_id, row.recipient_name, channel="voice")
 
-    async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+    async def resolve(
+        self, alert_id: int, by: str, note: str | None = None, *, channel: str = "system"
+    ) -> Alert:
         """Close the alert; everybody already notified hears it is over (``resolved``)."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
@@ -710,6 +719,7 @@ class AlertService:
             alert.resolution_note = note
             alert.next_step_at = None
             alert.version += 1
+            _audit_alert(session, now, by, "resolve", alert_id, code=alert.code, channel=channel)
             await _skip_pending(session, alert_id, now)
             # After _skip_pending, which would otherwise skip these too. A helper who was
             # called about it must not be left wondering whether somebody went.
@@ -721,7 +731,7 @@ class AlertService:
         log.info("alert %s resolved by %s", alert.code, by)
         return alert
 
-    async def cancel(self, alert_id: int, *, by: str, reason: str) -> bool:
+    async def cancel(self, alert_id: int, *, by: str, reason: str, channel: str = "system") -> bool:
         """Close an alert that turned out unnecessary (e.g. the resident checked in)."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
@@ -743,6 +753,7 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            _audit_alert(session, now, by, "cancel", alert_id, reason=reason, channel=channel)
             await _skip_pending(session, alert_id, now)
         self.wake.set()
         return True
@@ -808,6 +819,15 @@ class AlertService:
             except Exception:
                 log.exception("escalation pass failed; retrying")
             await sleep_unless(self.clock, poll_seconds, wake, stop)
+
+
+def _audit_alert(
+    session: AsyncSession, now: datetime, by: str, action: str, alert_id: int, **detail: str
+) -> None:
+    """The trail of who took, closed or cancelled an alert and by which channel (SPEC §10)."""
+    audit.record(
+        session, now=now, actor=by, action=action, entity="alert", entity_id=alert_id, detail=detail
+    )
 
 
 async def _skip_pending(

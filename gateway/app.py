@@ -30,6 +30,7 @@ from gateway.register.digest import digest_loop
 from gateway.registry import DeviceRegistry
 from gateway.rules import EmergencyRule
 from gateway.storage.db import Database, migrate
+from gateway.storage.rekey import rotate_keys
 from gateway.watch import QuietHomeWatcher
 
 __all__ = ["Gateway", "build_notifier", "run_gateway"]
@@ -76,7 +77,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self._link_down_since: datetime | None = None
         self._link_reported = False
-        self.db = Database(self.settings.database_url)
+        self.db = Database(self.settings.database_url, keyring=self.settings.keyring())
         self.metrics = Metrics()
         self.registry = DeviceRegistry()
         notifier = self.notifier or build_notifier(self.settings)
@@ -184,7 +185,10 @@ class Gateway:
         sockets: list[socket.socket] | None = None,
     ) -> None:
         if run_migrations:
-            await migrate(self.settings.database_url)
+            await migrate(self.settings.database_url, self.settings.keyring())
+        # Values a keyless command (provision, migrate) wrote under the public development
+        # key are re-encrypted under the real one before anything looks them up.
+        await rotate_keys(self.db, only_development=True)
         # Per-person rules must be known before the first report is judged.
         await self.watch.refresh()
         tasks = [

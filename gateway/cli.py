@@ -29,8 +29,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Database]:
     """Every command that touches the database brings it to the latest migration first."""
-    await migrate(settings.database_url)
-    db = Database(settings.database_url)
+    keyring = settings.keyring()
+    if keyring.is_development:
+        log.warning(
+            "no HOMEWATCH_SECRET_KEY or HOMEWATCH_DATA_KEY: personal data is encrypted under "
+            "the public development key until `homewatch run` re-encrypts it"
+        )
+    await migrate(settings.database_url, keyring)
+    db = Database(settings.database_url, keyring=keyring)
     try:
         yield db
     finally:
@@ -50,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    asyncio.run(migrate(settings.database_url))
+    asyncio.run(migrate(settings.database_url, settings.keyring()))
     print("database is at the latest migration")
     return 0
 
@@ -114,6 +120,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
     async def add() -> int:
         async with _database(settings) as db, db.session() as session, session.begin():
+            session.info["actor"] = "cli"
             village_id = helper_id = None
             if role is Role.VILLAGE_OFFICER:
                 if not args.village:
@@ -132,7 +139,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
                     return 2
                 phone = normalize_phone(args.phone)
                 helper = (
-                    await session.execute(select(Helper).where(Helper.phone == phone))
+                    await session.execute(select(Helper).where(Helper.phone_bidx == phone))
                 ).scalar_one_or_none()
                 if helper is None:
                     print(f"no helper with phone {phone}", file=sys.stderr)
@@ -174,13 +181,15 @@ def cmd_register_export(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with _database(settings) as db:
-            return await export_ledger(
+            result = await export_ledger(
                 db,
                 village=args.village,
                 month=args.month,
                 output=Path(args.output),
                 tz=settings.tz,
             )
+            await audit_export(db, "register", args.village, {"month": args.month})
+            return result
 
     return asyncio.run(run())
 
@@ -205,13 +214,32 @@ def cmd_register_annual(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> bytes:
-        async with _database(settings) as db, db.session() as session:
-            return await annual_workbook(session, args.year, settings.tz)
+        async with _database(settings) as db:
+            async with db.session() as session:
+                data = await annual_workbook(session, args.year, settings.tz)
+            await audit_export(db, "annual_summary", args.year, {})
+            return data
 
     output = Path(args.output)
     output.write_bytes(asyncio.run(run()))
     print(f"{output}: annual summary {args.year}")
     return 0
+
+
+async def audit_export(
+    db: Database, entity: str, entity_id: object, detail: dict[str, object]
+) -> None:
+    from gateway.audit import record_now
+
+    await record_now(
+        db,
+        now=datetime.now(UTC),
+        actor="cli",
+        action="export",
+        entity=entity,
+        entity_id=str(entity_id),
+        detail=detail,
+    )
 
 
 # -- simulate / demo ------------------------------------------------------------------------
@@ -466,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("-o", "--output", required=True, metavar="ALERTS.jsonl")
     replay.set_defaults(func=cmd_replay)
 
+    from gateway.cli_trust import add_trust_commands
+
+    add_trust_commands(commands, user_commands, common)
     return parser
 
 

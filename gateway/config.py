@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.crypto import Keyring, keyring_for
+
 __all__ = [
     "AliyunConfig",
     "ChannelsConfig",
@@ -362,6 +364,10 @@ class Settings(BaseSettings):
     mqtt_username: str | None = None
     mqtt_password: str | None = None
     mqtt_client_id: str = "homewatch-gateway"
+    #: TLS (mqtts://): a private CA instead of the system's, and a client certificate.
+    mqtt_ca_file: Path | None = None
+    mqtt_client_cert: Path | None = None
+    mqtt_client_key: Path | None = None
     #: Topic prefix for the gateway's own status topic and native devices (tests isolate runs).
     mqtt_topic_prefix: str = "homewatch"
     #: Share ingest across several `run` processes (MQTT 5 shared subscription group name).
@@ -370,6 +376,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
+    #: Field encryption key (SPEC §10); defaults to one derived from ``secret_key``.
+    data_key: str | None = None
+    #: Earlier data keys (or secrets), comma-separated: they decrypt, never encrypt, until
+    #: `homewatch rotate-key` has re-encrypted everything under the current key.
+    retired_data_keys: str = ""
     timezone: str = "Asia/Shanghai"
     notifier: Literal["twilio", "console"] | None = None
     twilio_account_sid: str | None = None
@@ -379,6 +390,12 @@ class Settings(BaseSettings):
     #: Ingest batching: flush after this many messages or this long, whichever first.
     ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_window: Duration = timedelta(milliseconds=50)
+    #: Per-device ingest limit (messages a second, sustained) and burst: a flooding device's
+    #: surplus is kept as rejected ``rate_limited``; an SOS or fall always passes. Off (0) by
+    #: default: the backlog a broker delivers after a gateway outage arrives at broker speed,
+    #: and the ingest cannot tell it from a flood (docs/TRUST.md suggests values).
+    device_rate_limit: float = Field(default=0.0, ge=0)
+    device_rate_burst: int = Field(default=3600, ge=1)
     #: Rejected payloads kept for inspection (oldest dropped beyond this).
     rejected_keep: int = Field(default=10_000, ge=0)
     rules: RulesConfig = RulesConfig()
@@ -457,6 +474,10 @@ class Settings(BaseSettings):
     @property
     def mqtt_tls(self) -> bool:
         return urlsplit(self.mqtt_url).scheme in ("mqtts", "ssl")
+
+    def keyring(self) -> Keyring:
+        """The field-encryption keys (SPEC §10) these settings describe."""
+        return keyring_for(self.data_key, self.secret_key, self.retired_data_keys)
 
     def require_production_secret(self) -> str:
         """`run` refuses to start without a real secret."""

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,10 +32,12 @@ from gateway.config import Settings
 from gateway.devices import is_ignorable, parse
 from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.metrics import Metrics
+from gateway.ratelimit import DeviceRateLimiter
 from gateway.registry import DeviceRegistry, Route
 from gateway.rules.sensors import is_sign_of_life
 from gateway.storage.db import Database
 from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
+from gateway.tls import mqtt_tls_context
 
 __all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
 
@@ -404,6 +405,9 @@ class MqttIngest:
         self.mqtt_state = "disconnected"
         self._client: aiomqtt.Client | None = None
         self._log = _RateLimitedLog()
+        self.rate_limiter = DeviceRateLimiter(
+            settings.device_rate_limit, settings.device_rate_burst
+        )
         self._subscribed: set[str] = set()
         self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{settings.mqtt_client_id}/status"
         #: MQTT 5 by default (session expiry, receive maximum, shared subscriptions). 3.1.1 is
@@ -447,10 +451,23 @@ class MqttIngest:
             return
         if not events:
             return
+        if not self._within_rate(route.spec.uid, received_at, events):
+            limited = PayloadError("rate_limited", "device exceeds its message rate")
+            batch.rejected.append(_Rejected(topic, route.spec.uid, limited, payload, received_at))
+            return
         payload_id = next((e.event_id for e in events if e.event_id), None)
         batch.accepted.append(_Accepted(route, events, dedup_base(payload_id)))
         if any(e.kind.is_emergency and not e.retained for e in events):
             batch.urgent = True
+
+    def _within_rate(self, uid: str, received_at: datetime, events: list[SensorEvent]) -> bool:
+        """The device's token bucket; an SOS or fall is never held back by it."""
+        if self.rate_limiter.allow(uid, received_at):
+            return True
+        if any(e.kind.is_emergency and not e.retained for e in events):
+            return True
+        self._log.warn(uid, "device %s exceeds its message rate; surplus kept as rejected", uid)
+        return False
 
     async def flush(self, batch: StoreBatch) -> Stored:
         """Store a batch and count it; the caller acknowledges afterwards."""
@@ -477,7 +494,7 @@ class MqttIngest:
             connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             connect_properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
             connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
-        tls_context = ssl.create_default_context() if settings.mqtt_tls else None
+        tls_context = mqtt_tls_context(settings)
         client = aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,

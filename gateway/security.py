@@ -11,7 +11,14 @@ from typing import Any
 
 import jwt
 
-__all__ = ["TokenError", "decode_token", "hash_password", "issue_token", "verify_password"]
+__all__ = [
+    "TokenError",
+    "decode_token",
+    "decode_token_version",
+    "hash_password",
+    "issue_token",
+    "verify_password",
+]
 
 _N, _R, _P = 2**14, 8, 1
 TOKEN_LIFETIME = timedelta(hours=12)
@@ -42,13 +49,26 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-def issue_token(secret: str, username: str, now: datetime) -> str:
+def issue_token(secret: str, username: str, now: datetime, *, version: int = 0) -> str:
+    """``version`` is the user's token version: disabling the user or changing her password
+    bumps it, which ends every token issued before (SPEC §10)."""
     payload = {
         "sub": username,
+        "ver": version,
         "iat": int(now.timestamp()),
         "exp": int((now + TOKEN_LIFETIME).timestamp()),
     }
     return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def decode_token_version(secret: str, token: str) -> tuple[str, int]:
+    """(subject, token version) of a valid token; tokens from before versions count as 0."""
+    subject = decode_token(secret, token)
+    payload: dict[str, Any] = jwt.decode(token, secret, algorithms=["HS256"])
+    version = payload.get("ver", 0)
+    if not isinstance(version, int):
+        raise TokenError("token has a malformed version")
+    return subject, version
 
 
 def decode_token(secret: str, token: str) -> str:

@@ -38,15 +38,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def mosquitto() -> Iterator[int]:
+def mosquitto(access: str = "allow_anonymous true\n") -> Iterator[int]:
     """A dedicated Mosquitto configured as docs/mosquitto-homewatch.conf recommends (no
-    queued-message limit), on a free port; yields the port."""
+    queued-message limit), on a free port; yields the port. ``access``: its access lines
+    (e.g. ``allow_anonymous false``, ``password_file …``, ``acl_file …``)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-            "persistence false\n"
+            f"listener {port} 127.0.0.1\n{access}max_queued_messages 0\npersistence false\n"
         )
         proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

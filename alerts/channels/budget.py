@@ -64,7 +64,7 @@ class CarrierBudget:
             count = (
                 await session.execute(
                     select(func.count(Notification.id)).where(
-                        Notification.recipient_phone == phone,
+                        Notification.recipient_phone_bidx == phone,
                         Notification.template == template,
                         Notification.channel == "sms",
                         Notification.provider.in_(sorted(CARRIER_LIMITED)),

@@ -74,7 +74,7 @@ class Consolidator:
                     select(Notification)
                     .join(Alert, Alert.id == Notification.alert_id)
                     .where(
-                        Notification.recipient_phone == message.to,
+                        Notification.recipient_phone_bidx == message.to,
                         Notification.id != message.notification_id,
                         Notification.channel == "sms",
                         Notification.purpose == "alert",

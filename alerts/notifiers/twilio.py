@@ -25,6 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from alerts.notifiers.base import Delivery, DeliveryError
+from gateway.privacy import mask_phone
 
 __all__ = ["DEFAULT_API_BASE", "TwilioNotifier"]
 
@@ -146,7 +147,7 @@ class TwilioNotifier:
         if not sid:
             raise DeliveryError(f"Twilio {what} to {to}: answer carried no sid", retryable=True)
         status = str(getattr(instance, "status", None) or "queued")
-        _log.debug("twilio %s to %s accepted: %s %s", what, to, sid, status)
+        _log.debug("twilio %s to %s accepted: %s %s", what, mask_phone(to), sid, status)
         return Delivery(sid=str(sid), status=status)
 
 

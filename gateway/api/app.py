@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from gateway.api import (
     routes_alerts,
     routes_aliyun,
+    routes_audit,
     routes_core,
     routes_register,
     routes_reports,
@@ -16,6 +18,7 @@ from gateway.api import (
 )
 from gateway.api.deps import ApiContext
 from gateway.api.docs import install_offline_docs
+from gateway.api.errors import validation_error
 from gateway.console import install_console
 
 __all__ = ["create_app"]
@@ -31,6 +34,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     install_offline_docs(app)
     app.state.context = context
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(routes_core.api)
     app.include_router(routes_core.public)
     app.include_router(routes_alerts.router)
@@ -40,6 +44,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(routes_twilio.router)
     app.include_router(routes_aliyun.router)
     app.include_router(routes_watch.router)
+    app.include_router(routes_audit.router)
     # The operator console (SPEC §9): `/`, `/login`, `/wall` and the other pages.
     install_console(app)
     return app

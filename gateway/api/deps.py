@@ -8,18 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.service import AlertService
+from gateway.auth import active_user
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.metrics import Metrics
 from gateway.register.vocabulary import Role
-from gateway.security import TokenError, decode_token
+from gateway.security import TokenError, decode_token_version
 from gateway.storage import register_queries as rq
 from gateway.storage.db import Database
-from gateway.storage.models import Person, User
+from gateway.storage.models import Person
 
 __all__ = [
     "ApiContext",
@@ -28,7 +28,6 @@ __all__ = [
     "Principal",
     "SessionDep",
     "principal_of",
-    "user_by_name",
     "visible_person",
 ]
 
@@ -102,24 +101,19 @@ async def get_current_user(
         headers={"WWW-Authenticate": "Bearer"},
     )
     try:
-        username = decode_token(context.secret_key, token)
+        username, version = decode_token_version(context.secret_key, token)
     except TokenError as error:
         raise unauthorized from error
-    principal = await principal_of(session, username)
+    principal = await principal_of(session, username, version)
     if principal is None:
         raise unauthorized
     return principal
 
 
-async def user_by_name(session: AsyncSession, username: str) -> User | None:
-    return (
-        await session.execute(select(User).where(User.username == username))
-    ).scalar_one_or_none()
-
-
-async def principal_of(session: AsyncSession, username: str) -> Principal | None:
-    """The user named in a token or session cookie, or None when there is no such user."""
-    user = await user_by_name(session, username)
+async def principal_of(session: AsyncSession, username: str, version: int) -> Principal | None:
+    """The user a token or session cookie of ``version`` stands for, or None when she is
+    gone, disabled, or changed her password since it was issued."""
+    user = await active_user(session, username, version)
     if user is None:
         return None
     return Principal(user.username, Role(user.role), user.village_id, user.helper_id)

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import math
+from typing import Any, NoReturn
 
-from fastapi import HTTPException, status
+from fastapi import HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
-__all__ = ["field_error"]
+__all__ = ["field_error", "validation_error"]
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no Infinity or NaN; Python's parser accepts them, its encoder refuses them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+async def validation_error(_request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422, but one that can always be encoded: it echoes the input, and a body
+    sending ``Infinity`` used to turn the 422 into a 500 (found by tests/service/test_api_fuzz)."""
+    assert isinstance(error, RequestValidationError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": _finite(jsonable_encoder(error.errors()))},
+    )
 
 
 def field_error(field: str, message: str) -> NoReturn:

@@ -52,7 +52,7 @@ async def ack_alert(
     alert_id: int, user: CurrentUser, session: SessionDep, context: Ctx
 ) -> AlertDetailOut:
     await _visible(alert_id, user, session)
-    await context.alerts.acknowledge(alert_id, user.username)
+    await context.alerts.acknowledge(alert_id, user.username, channel="api")
     session.expire_all()
     return await _visible(alert_id, user, session)
 
@@ -66,6 +66,8 @@ async def resolve_alert(
     body: ResolveIn | None = None,
 ) -> AlertDetailOut:
     await _visible(alert_id, user, session)
-    await context.alerts.resolve(alert_id, user.username, body.note if body else None)
+    await context.alerts.resolve(
+        alert_id, user.username, body.note if body else None, channel="api"
+    )
     session.expire_all()
     return await _visible(alert_id, user, session)

@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy import select
 
 from gateway.api.deps import AdminUser, Ctx, CurrentUser, SessionDep
 from gateway.api.schemas import DeviceOut, EventOut, EventPage, PersonOut, Token, UnknownDeviceOut
+from gateway.auth import LoginThrottled, check_credentials
 from gateway.register.vocabulary import Role
-from gateway.security import issue_token, verify_password
+from gateway.security import issue_token
 from gateway.storage import queries
-from gateway.storage.models import User
 
 __all__ = ["api", "public"]
 
@@ -25,12 +24,23 @@ public = APIRouter()
 
 @api.post("/auth/token", response_model=Token, tags=["auth"])
 async def login(
-    context: Ctx, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    context: Ctx,
+    session: SessionDep,
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
-    user = (
-        await session.execute(select(User).where(User.username == form.username))
-    ).scalar_one_or_none()
-    if user is None or not verify_password(form.password, user.password_hash):
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = await check_credentials(
+            session, form.username, form.password, client=client, now=context.clock.now()
+        )
+    except LoginThrottled as throttled:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            str(throttled),
+            headers={"Retry-After": str(throttled.retry_after)},
+        ) from throttled
+    if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "wrong username or password",
@@ -40,7 +50,11 @@ async def login(
     # and under the demo's ScaledClock simulated time runs ahead, so a token stamped with it
     # would be "not yet valid" seconds later. A login's lifetime is real time anyway.
     issued_at = datetime.now(UTC)
-    return Token(access_token=issue_token(context.secret_key, user.username, issued_at))
+    return Token(
+        access_token=issue_token(
+            context.secret_key, user.username, issued_at, version=user.token_version
+        )
+    )
 
 
 @api.get("/persons", response_model=list[PersonOut], tags=["register"])

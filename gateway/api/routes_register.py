@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel
 
+from gateway import audit
 from gateway.api.deps import (
     AdminUser,
     Ctx,
@@ -390,9 +391,23 @@ async def delete_helper(
 
 
 @router.get("/persons/{person_id}", response_model=PersonDetailOut)
-async def get_person(person_id: int, user: CurrentUser, session: SessionDep) -> PersonDetailOut:
+async def get_person(
+    person_id: int, user: CurrentUser, session: SessionDep, context: Ctx
+) -> PersonDetailOut:
     person = await visible_person(person_id, user, session)
-    return PersonDetailOut.of(person, mask_id=user.role is Role.HELPER)
+    masked = user.role is Role.HELPER
+    # Reading the full record (ID number, phones, health) is itself audited (SPEC §10).
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="read",
+        entity="person",
+        entity_id=person_id,
+        detail={"masked": masked},
+    )
+    await session.commit()
+    return PersonDetailOut.of(person, mask_id=masked)
 
 
 async def _check_person_values(
@@ -592,11 +607,21 @@ async def delete_person(
 
 @router.get("/persons/{person_id}/history", response_model=list[AuditOut])
 async def get_person_history(
-    person_id: int, user: CurrentUser, session: SessionDep
+    person_id: int, user: CurrentUser, session: SessionDep, context: Ctx
 ) -> list[AuditOut]:
     await visible_person(person_id, user, session)
     entries = await person_history(session, person_id)
-    return [AuditOut.of(e, mask_id=user.role is Role.HELPER) for e in entries]
+    result = [AuditOut.of(e, mask_id=user.role is Role.HELPER) for e in entries]
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="read_history",
+        entity="person",
+        entity_id=person_id,
+    )
+    await session.commit()
+    return result
 
 
 # --------------------------------------------------------------------------- devices

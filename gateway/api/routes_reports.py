@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway import audit
 from gateway.api.deps import ApiContext, Ctx, CurrentUser, Principal, SessionDep
 from gateway.api.schemas_register import ComplianceRowOut, ComplianceSummaryOut
 from gateway.register.annual_io import annual_workbook
@@ -127,6 +128,16 @@ async def register_workbook(
     build_workbook(sheets).save(buffer)
     town = await rq.town_name(session)
     label = village or town
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="export",
+        entity="register",
+        entity_id=",".join(v.name for v in villages),
+        detail={"month": month},
+    )
+    await session.commit()
     return buffer.getvalue(), f"{label}特殊困难群体关爱帮扶台账{month or ''}.xlsx"
 
 
@@ -267,4 +278,14 @@ async def annual_summary(
     refuse_helpers(user)
     data = await annual_workbook(session, year, context.settings.tz, user.scope().get("village_id"))
     town = await rq.town_name(session)
+    audit.record(
+        session,
+        now=context.clock.now(),
+        actor=user.username,
+        action="export",
+        entity="annual_summary",
+        entity_id=year,
+        detail={"village_id": user.scope().get("village_id")},
+    )
+    await session.commit()
     return xlsx_response(data, f"{town}{year}年度特殊困难群体关爱帮扶工作统计.xlsx")

@@ -11,6 +11,7 @@ from alerts.signatures import SIGNATURE_HEADER, verify_twilio_signature
 from alerts.templates import render
 from alerts.twiml import call_twiml, gather_reply_twiml
 from gateway.api.deps import Ctx
+from gateway.privacy import mask_phone
 from gateway.register.phones import normalize_phone
 
 __all__ = ["router"]
@@ -47,7 +48,7 @@ async def inbound_sms(request: Request, context: Ctx) -> Response:
         return _xml(_EMPTY_TWIML)
     result = await context.alerts.acknowledge_by_sms(sender, params.get("Body", ""))
     if result is None:
-        log.info("inbound SMS from %s acknowledged nothing", sender)
+        log.info("inbound SMS from %s acknowledged nothing", mask_phone(sender))
     # Replies go out through the notifier (templated, recorded), not as TwiML.
     return _xml(_EMPTY_TWIML)
 

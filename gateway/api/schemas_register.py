@@ -275,6 +275,7 @@ class RemovalIn(_In):
 
 
 class AuditOut(BaseModel):
+    id: int
     at: datetime
     actor: str
     action: str
@@ -286,6 +287,7 @@ class AuditOut(BaseModel):
     @classmethod
     def of(cls, entry: AuditEntry, *, mask_id: bool) -> AuditOut:
         return cls(
+            id=entry.id,
             at=entry.at,
             actor=entry.actor,
             action=entry.action,

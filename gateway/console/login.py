@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from gateway.api.deps import Ctx, SessionDep, user_by_name
+from gateway.api.deps import Ctx, SessionDep
+from gateway.auth import LoginThrottled, check_credentials
 from gateway.console.text import LANGUAGES
 from gateway.console.web import (
     LANGUAGE_COOKIE,
@@ -20,7 +21,7 @@ from gateway.console.web import (
     new_login_nonce,
     wall_clock,
 )
-from gateway.security import TOKEN_LIFETIME, issue_token, verify_password
+from gateway.security import TOKEN_LIFETIME, issue_token
 
 __all__ = ["router"]
 
@@ -74,8 +75,25 @@ async def login(
         return _login_form(
             request, page, next_path=_safe_next(next), error=page.words["csrf"]["refused"]
         )
-    user = await user_by_name(session, username)
-    if user is None or not verify_password(password, user.password_hash):
+    # The same throttle as the API's token route (SPEC §10): five failures per username or
+    # client address within 15 minutes.
+    client = request.client.host if request.client else "unknown"
+    try:
+        user = await check_credentials(
+            session, username, password, client=client, now=context.clock.now()
+        )
+    except LoginThrottled as throttled:
+        refused = _login_form(
+            request,
+            page,
+            next_path=_safe_next(next),
+            error=page.words["login"]["throttled"].format(minutes=-(-throttled.retry_after // 60)),
+            username=username,
+        )
+        refused.status_code = status.HTTP_429_TOO_MANY_REQUESTS
+        refused.headers["Retry-After"] = str(throttled.retry_after)
+        return refused
+    if user is None:
         return _login_form(
             request,
             page,
@@ -83,7 +101,7 @@ async def login(
             error=page.words["login"]["failed"],
             username=username,
         )
-    token = issue_token(context.secret_key, user.username, wall_clock())
+    token = issue_token(context.secret_key, user.username, wall_clock(), version=user.token_version)
     response = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         SESSION_COOKIE,

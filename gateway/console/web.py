@@ -23,7 +23,7 @@ from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoesca
 
 from gateway.api.deps import Ctx, Principal, principal_of
 from gateway.console.text import DEFAULT_LANGUAGE, LANGUAGES, catalogue, duration_text
-from gateway.security import TokenError, decode_token
+from gateway.security import TokenError, decode_token_version
 
 __all__ = [
     "CSRF_FIELD",
@@ -87,11 +87,11 @@ async def current_user(request: Request, context: Ctx) -> Principal:
     if not token:
         raise LoginRequiredError(next_path)
     try:
-        username = decode_token(context.secret_key, token)
+        username, version = decode_token_version(context.secret_key, token)
     except TokenError as error:
         raise LoginRequiredError(next_path) from error
     async with context.db.session() as session:
-        principal = await principal_of(session, username)
+        principal = await principal_of(session, username, version)
     if principal is None:
         raise LoginRequiredError(next_path)
     return principal

@@ -140,6 +140,7 @@ async def apply_provisioning(
     """Create or update everything in ``doc`` in one transaction. Nothing is deleted."""
     report = ProvisionReport()
     async with db.session() as session, session.begin():
+        session.info["actor"] = actor  # names who changed users in the audit trail
         await _apply_town(session, doc, report)
         villages = await _apply_villages(session, doc, report)
         helpers = await _apply_helpers(session, doc, villages, report)

@@ -250,7 +250,7 @@ async def apply_ledger(
                 )
                 continue
             person = (
-                await session.execute(select(Person).where(Person.id_number == row.id_number))
+                await session.execute(select(Person).where(Person.id_number_bidx == row.id_number))
             ).scalar_one_or_none()
             values: dict[str, Any] = {
                 "name": row.name,

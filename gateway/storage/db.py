@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from gateway.crypto import Keyring
+from gateway.storage.types import bind_keyring
+
 __all__ = [
     "Database",
     "alembic_config",
@@ -28,22 +31,28 @@ __all__ = [
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def alembic_config(database_url: str) -> Config:
-    """An Alembic configuration bound to ``database_url`` (no alembic.ini needed)."""
+def alembic_config(database_url: str, keyring: Keyring | None = None) -> Config:
+    """An Alembic configuration bound to ``database_url`` (no alembic.ini needed).
+
+    ``keyring`` encrypts the personal data a migration touches (env.py binds it to the
+    migration's engine); without one, the development key does, and `run` re-encrypts.
+    """
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     # ConfigParser interpolation would choke on '%' in passwords.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    if keyring is not None:
+        config.attributes["keyring"] = keyring
     return config
 
 
-def _run_upgrade(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+def _run_upgrade(database_url: str, keyring: Keyring | None) -> None:
+    command.upgrade(alembic_config(database_url, keyring), "head")
 
 
-async def migrate(database_url: str) -> None:
+async def migrate(database_url: str, keyring: Keyring | None = None) -> None:
     """Bring the database to the latest migration (Alembic's env runs its own loop)."""
-    await asyncio.to_thread(_run_upgrade, database_url)
+    await asyncio.to_thread(_run_upgrade, database_url, keyring)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -60,7 +69,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """One engine and its session factory; created by the composition root."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, keyring: Keyring | None = None) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -68,6 +77,8 @@ class Database:
         if self.dialect == "postgresql":
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.keyring = keyring or Keyring.development()
+        bind_keyring(self.engine.dialect, self.keyring)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

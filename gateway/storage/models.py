@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -18,13 +18,22 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
+    inspect,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from gateway.storage.types import UTCDateTime
+from gateway.storage.types import (
+    BlindIndex,
+    EncryptedJSON,
+    EncryptedText,
+    RedactedText,
+    UTCDateTime,
+)
 
 __all__ = [
+    "BLIND_INDEXED",
     "Alert",
     "AlertNote",
     "AuditEntry",
@@ -35,6 +44,7 @@ __all__ = [
     "EmergencyMode",
     "Event",
     "Helper",
+    "LoginFailure",
     "Notification",
     "Person",
     "ProviderReceipt",
@@ -76,7 +86,7 @@ class Town(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     duty_name: Mapped[str] = mapped_column(String(100))
-    duty_phone: Mapped[str] = mapped_column(String(20))
+    duty_phone: Mapped[str] = mapped_column(EncryptedText("town.duty_phone"))
 
 
 class Village(Base):
@@ -94,11 +104,13 @@ class TeamMember(Base):
     """A member of the village's 应急救助志愿服务队."""
 
     __tablename__ = "team_members"
-    __table_args__ = (UniqueConstraint("village_id", "phone"),)
+    __table_args__ = (UniqueConstraint("village_id", "phone_bidx"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[str] = mapped_column(String(20))
+    phone: Mapped[str] = mapped_column(EncryptedText("team_members.phone"))
+    #: Keyed blind index of ``phone`` (kept by ``_fill_blind_indexes``); compare plain phones.
+    phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"))
     role: Mapped[str] = mapped_column(String(50), default="")
     village: Mapped[Village] = relationship(back_populates="team")
 
@@ -109,7 +121,8 @@ class Helper(Base):
     __tablename__ = "helpers"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    phone: Mapped[str] = mapped_column(String(20), unique=True)
+    phone: Mapped[str] = mapped_column(EncryptedText("helpers.phone"))
+    phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"), unique=True)
     title: Mapped[str] = mapped_column(String(100), default="")
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
     village: Mapped[Village] = relationship()
@@ -122,21 +135,28 @@ class Person(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     gender: Mapped[str] = mapped_column(String(2))
-    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    id_number: Mapped[str] = mapped_column(EncryptedText("persons.id_number"))
+    id_number_bidx: Mapped[str] = mapped_column(BlindIndex("id_number"), unique=True)
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id"))
     categories: Mapped[list[str]] = mapped_column(JSON)
     care_level: Mapped[str] = mapped_column(String(20))
     helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
     measures: Mapped[str] = mapped_column(Text, default="")
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(EncryptedText("persons.phone"))
     notes: Mapped[str] = mapped_column(Text, default="")
     address: Mapped[str] = mapped_column(String(200), default="")
     guardian_name: Mapped[str | None] = mapped_column(String(100))
-    guardian_phone: Mapped[str | None] = mapped_column(String(20))
+    guardian_phone: Mapped[str | None] = mapped_column(EncryptedText("persons.guardian_phone"))
     # The notice's health record: 健康状况 / 生活方式 / 体检情况.
-    health_status: Mapped[str] = mapped_column(Text, default="", server_default="")
-    lifestyle: Mapped[str] = mapped_column(Text, default="", server_default="")
-    medical_checkup: Mapped[str] = mapped_column(Text, default="", server_default="")
+    health_status: Mapped[str] = mapped_column(
+        EncryptedText("persons.health_status"), default="", server_default=""
+    )
+    lifestyle: Mapped[str] = mapped_column(
+        EncryptedText("persons.lifestyle"), default="", server_default=""
+    )
+    medical_checkup: Mapped[str] = mapped_column(
+        EncryptedText("persons.medical_checkup"), default="", server_default=""
+    )
     rules_override: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     last_activity_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
@@ -239,6 +259,27 @@ class User(Base):
     village_id: Mapped[int | None] = mapped_column(ForeignKey("villages.id"))
     helper_id: Mapped[int | None] = mapped_column(ForeignKey("helpers.id"))
     created_at: Mapped[datetime]
+    #: A disabled user can neither log in nor use a token issued before.
+    disabled_at: Mapped[datetime | None]
+    #: Carried in every token; bumped (by ``_end_sessions``) when the password changes or
+    #: the user is disabled, which ends all her tokens and console sessions at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class LoginFailure(Base):
+    """A failed login, kept for the throttle's window (SPEC §10): in the database, so that
+    several gateways behind one address count together."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_client_at", "client", "at"),
+        Index("ix_login_failures_at", "at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    username: Mapped[str] = mapped_column(String(100))
+    client: Mapped[str] = mapped_column(String(64))
 
 
 class Alert(Base):
@@ -309,7 +350,7 @@ class Notification(Base):
     __table_args__ = (
         # The outbox claims WHERE status = 'pending' ORDER BY priority, not_before.
         Index("ix_notifications_claim", "status", "priority", "not_before"),
-        Index("ix_notifications_phone", "recipient_phone"),
+        Index("ix_notifications_phone", "recipient_phone_bidx"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
@@ -319,7 +360,8 @@ class Notification(Base):
     step_round: Mapped[int | None]
     recipient_role: Mapped[str] = mapped_column(String(20))
     recipient_name: Mapped[str] = mapped_column(String(100))
-    recipient_phone: Mapped[str] = mapped_column(String(20))
+    recipient_phone: Mapped[str] = mapped_column(EncryptedText("notifications.recipient_phone"))
+    recipient_phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"))
     channel: Mapped[str] = mapped_column(String(10))
     #: The provider that carried it (``twilio``, ``aliyun_sms``, ``dingtalk`` …), once sent.
     provider: Mapped[str | None] = mapped_column(String(20), nullable=True)
@@ -333,9 +375,12 @@ class Notification(Base):
     sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     #: Template parameters, so a retry on the other channel renders that channel's wording.
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    body: Mapped[str] = mapped_column(Text)
-    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(
+        EncryptedJSON("notifications.params"), default=dict
+    )
+    #: The rendered text names the resident and her phone, so it is encrypted too.
+    body: Mapped[str] = mapped_column(EncryptedText("notifications.body"))
+    error: Mapped[str | None] = mapped_column(RedactedText)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
@@ -348,7 +393,8 @@ class Visit(Base):
     __tablename__ = "visits"
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    helper_phone: Mapped[str] = mapped_column(String(20))
+    helper_phone: Mapped[str] = mapped_column(EncryptedText("visits.helper_phone"))
+    helper_phone_bidx: Mapped[str] = mapped_column(BlindIndex("phone"), index=True)
     visited_at: Mapped[datetime]
     services: Mapped[list[str]] = mapped_column(JSON)
     notes: Mapped[str] = mapped_column(Text, default="")
@@ -367,8 +413,9 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(50))
     entity: Mapped[str] = mapped_column(String(50))
     entity_id: Mapped[str] = mapped_column(String(100))
-    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Register snapshots carry ID numbers and phones.
+    before: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON("audit_log.before"))
+    after: Mapped[dict[str, Any] | None] = mapped_column(EncryptedJSON("audit_log.after"))
 
 
 class AwayPeriod(Base):
@@ -410,7 +457,9 @@ class RegisterSnapshot(Base):
     village_id: Mapped[int] = mapped_column(ForeignKey("villages.id", ondelete="CASCADE"))
     month: Mapped[str] = mapped_column(String(7))
     taken_at: Mapped[datetime]
-    persons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    persons: Mapped[list[dict[str, Any]]] = mapped_column(
+        EncryptedJSON("register_snapshots.persons")
+    )
 
 
 class ProviderReceipt(Base):
@@ -425,3 +474,87 @@ class ProviderReceipt(Base):
     #: What identifies one receipt of that kind (e.g. the biz id and the outcome).
     key: Mapped[str] = mapped_column(String(255))
     received_at: Mapped[datetime]
+
+
+# -- blind indexes follow their plain columns ------------------------------------------------
+
+#: (plain attribute, blind index attribute) per model. The index column's type hashes
+#: whatever plain value is assigned, so copying the plain value over is all it takes.
+BLIND_INDEXED: dict[type[Base], tuple[tuple[str, str], ...]] = {
+    Person: (("id_number", "id_number_bidx"),),
+    Helper: (("phone", "phone_bidx"),),
+    TeamMember: (("phone", "phone_bidx"),),
+    Notification: (("recipient_phone", "recipient_phone_bidx"),),
+    Visit: (("helper_phone", "helper_phone_bidx"),),
+}
+
+
+def _fill_blind_indexes_on_insert(_mapper: Any, _connection: Any, target: Base) -> None:
+    for plain, index in BLIND_INDEXED[type(target)]:
+        setattr(target, index, getattr(target, plain))
+
+
+def _fill_blind_indexes_on_update(_mapper: Any, _connection: Any, target: Base) -> None:
+    state = inspect(target)
+    for plain, index in BLIND_INDEXED[type(target)]:
+        if state.attrs[plain].history.has_changes():
+            setattr(target, index, getattr(target, plain))
+
+
+for _model in BLIND_INDEXED:
+    event.listen(_model, "before_insert", _fill_blind_indexes_on_insert)
+    event.listen(_model, "before_update", _fill_blind_indexes_on_update)
+
+
+def _end_sessions(_mapper: Any, _connection: Any, target: User) -> None:
+    """A new password or a disabled account ends every token and session issued before."""
+    state = inspect(target)
+    if state.attrs.password_hash.history.has_changes() or (
+        state.attrs.disabled_at.history.has_changes() and target.disabled_at is not None
+    ):
+        target.token_version = (target.token_version or 0) + 1
+
+
+event.listen(User, "before_update", _end_sessions)
+
+
+def _audit_user_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """Every change of a user, wherever it is made (provisioning, the command line, the
+    console), lands in the audit trail; ``session.info["actor"]`` names who made it."""
+    actor = str(session.info.get("actor", "system"))
+    for user in [*session.new, *session.dirty]:
+        if not isinstance(user, User):
+            continue
+        state = inspect(user)
+        changed = sorted(
+            "password" if attr.key == "password_hash" else attr.key
+            for attr in state.attrs
+            if attr.key != "token_version" and attr.history.has_changes()
+        )
+        if not changed:
+            continue
+        if user in session.new:
+            action = "create"
+        elif "disabled_at" in changed:
+            action = "disable" if user.disabled_at is not None else "enable"
+        else:
+            action = "update"
+        session.add(
+            AuditEntry(
+                at=datetime.now(UTC),
+                actor=actor,
+                action=action,
+                entity="user",
+                entity_id=user.username,
+                before=None,
+                after={
+                    "changed": changed,
+                    "role": user.role,
+                    "village_id": user.village_id,
+                    "helper_id": user.helper_id,
+                },
+            )
+        )
+
+
+event.listen(Session, "before_flush", _audit_user_changes)

@@ -77,7 +77,9 @@ async def list_helpers(
 
 
 async def helper_by_phone(session: AsyncSession, phone: str) -> Helper | None:
-    return (await session.execute(select(Helper).where(Helper.phone == phone))).scalar_one_or_none()
+    return (
+        await session.execute(select(Helper).where(Helper.phone_bidx == phone))
+    ).scalar_one_or_none()
 
 
 async def count_persons_of_helper(session: AsyncSession, helper_id: int) -> int:
@@ -128,7 +130,7 @@ async def person_has_records(session: AsyncSession, person_id: int) -> bool:
 
 async def person_by_id_number(session: AsyncSession, id_number: str) -> int | None:
     return (
-        await session.execute(select(Person.id).where(Person.id_number == id_number))
+        await session.execute(select(Person.id).where(Person.id_number_bidx == id_number))
     ).scalar_one_or_none()
 
 
@@ -165,7 +167,7 @@ async def list_visits(
     if until is not None:
         query = query.where(Visit.visited_at < until)
     if helper_phone is not None:
-        query = query.where(Visit.helper_phone == helper_phone)
+        query = query.where(Visit.helper_phone_bidx == helper_phone)
     if village_id is not None or helper_id is not None:
         query = query.where(Visit.person_id.in_(visible_person_ids(village_id, helper_id)))
     return (await session.execute(query)).scalars().all()

@@ -56,7 +56,7 @@ async def add_user(
             ).scalar_one()
         if helper is not None:
             helper_id = (
-                await session.execute(select(Helper.id).where(Helper.phone == helper))
+                await session.execute(select(Helper.id).where(Helper.phone_bidx == helper))
             ).scalar_one()
         session.add(
             User(

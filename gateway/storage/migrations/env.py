@@ -9,11 +9,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.storage.models import Base
+from gateway.storage.types import bind_keyring
 
 target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    keyring = context.config.attributes.get("keyring")
+    if keyring is not None:
+        bind_keyring(connection.dialect, keyring)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
