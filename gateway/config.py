@@ -496,7 +496,13 @@ class Settings(BaseSettings):
         """`run` refuses to fall back to printing SMS and calls on its console: a production
         gateway left that way by mistake would swallow every SOS. The console notifier is
         fine when it is asked for by name."""
-        if self.notifier is None and not self.twilio_account_sid:
+        # A `channels:` default naming a provider for both SMS and voice (e.g. Aliyun for a
+        # town whose every phone is +86) reaches everybody without the single notifier.
+        routed = self.channels is not None and all(
+            provider not in (None, "console")
+            for provider in (self.channels.default.sms, self.channels.default.voice)
+        )
+        if self.notifier is None and not self.twilio_account_sid and not routed:
             raise ConfigError(
                 "homewatch run has no way to reach anybody: configure Twilio "
                 "(HOMEWATCH_TWILIO_ACCOUNT_SID, HOMEWATCH_TWILIO_AUTH_TOKEN, "

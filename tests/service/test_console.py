@@ -10,11 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from alerts.types import AlertTrigger, AlertType
 from gateway.api.deps import ApiContext
 from gateway.console.text import catalogue
 from gateway.storage.db import Database
+from gateway.storage.models import User
 from tests.service.api_support import PASSWORD, Api, running_api
 
 
@@ -85,6 +87,38 @@ async def test_a_wrong_password_or_a_missing_token_logs_nobody_in(api: Api) -> N
     assert forged.status_code == 401 and "homewatch_session" not in forged.headers.get(
         "set-cookie", ""
     )
+
+
+async def test_the_console_login_shares_the_api_throttle(api: Api) -> None:
+    """Five wrong passwords on the console lock the username for the API as well."""
+    for _ in range(5):
+        form = await api.client.get("/login")
+        wrong = await api.client.post(
+            "/login",
+            data={"username": "admin", "password": "nope", "csrf_token": _csrf(form.text)},
+        )
+        assert wrong.status_code == 401
+    form = await api.client.get("/login")
+    locked = await api.client.post(
+        "/login", data={"username": "admin", "password": PASSWORD, "csrf_token": _csrf(form.text)}
+    )
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+    assert "登录失败次数过多" in locked.text
+    assert "homewatch_session" not in locked.headers.get("set-cookie", "")
+    token = await api.client.post(
+        "/api/v1/auth/token", data={"username": "admin", "password": PASSWORD}
+    )
+    assert token.status_code == 429
+
+
+async def test_disabling_a_user_ends_her_console_session(api: Api) -> None:
+    await login(api.client, "lisi")
+    assert (await api.client.get("/")).status_code == 200
+    async with api.db.session() as session, session.begin():
+        user = (await session.execute(select(User).where(User.username == "lisi"))).scalar_one()
+        user.disabled_at = api.clock.now()
+    ended = await api.client.get("/")
+    assert ended.status_code == 303 and ended.headers["location"].startswith("/login")
 
 
 async def test_ack_without_the_csrf_token_is_refused_and_changes_nothing(api: Api) -> None:

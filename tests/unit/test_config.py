@@ -90,3 +90,14 @@ def test_run_refuses_to_fall_back_to_the_console_unless_it_is_chosen() -> None:
         load_settings().require_chosen_notifier()
     assert load_settings(notifier="console").require_chosen_notifier() == "console"
     assert load_settings(twilio_account_sid="AC1").require_chosen_notifier() == "twilio"
+
+
+def test_a_channels_default_for_sms_and_voice_is_a_chosen_notifier() -> None:
+    aliyun = {"default": {"sms": "aliyun_sms", "voice": "aliyun_voice"}}
+    load_settings(channels=aliyun).require_chosen_notifier()  # does not raise
+    with pytest.raises(ConfigError, match="HOMEWATCH_NOTIFIER=console"):
+        load_settings(channels={"default": {"sms": "aliyun_sms"}}).require_chosen_notifier()
+    with pytest.raises(ConfigError, match="HOMEWATCH_NOTIFIER=console"):
+        load_settings(
+            channels={"default": {"sms": "console", "voice": "console"}}
+        ).require_chosen_notifier()
