@@ -29,7 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from alerts.channels import ROBOT_CHANNEL, ChannelDispatcher, Outgoing
+from alerts.channels import ROBOT_CHANNEL, ChannelDispatcher
+from alerts.channels.consolidate import outgoing_of
 from alerts.channels.team_robot import ROBOT_ROLE, village_has_robot
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.outbox import (
@@ -402,7 +403,7 @@ class AlertService:
 
     async def _deliver(self, row: Notification) -> None:
         try:
-            sent = await self.channels.deliver(_outgoing(row))
+            sent = await self.channels.deliver(outgoing_of(row))
             delivery = sent.delivery
         except DeliveryError as error:
             log.warning(
@@ -847,17 +848,3 @@ async def _skip_pending(
 
 def _new_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(4))
-
-
-def _outgoing(row: Notification) -> Outgoing:
-    return Outgoing(
-        notification_id=row.id,
-        to=row.recipient_phone,
-        channel=row.channel,
-        template=row.template,
-        params=row.params,
-        body=row.body,
-        token=row.token,
-        recipient_role=row.recipient_role,
-        recipient_name=row.recipient_name,
-    )

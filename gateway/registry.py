@@ -11,7 +11,18 @@ from gateway.register.vocabulary import DeviceKind, Protocol
 from gateway.storage.db import Database
 from gateway.storage.models import Device
 
-__all__ = ["DeviceRegistry", "Route"]
+__all__ = ["DeviceRegistry", "Route", "spec_of"]
+
+
+def spec_of(device: Device) -> DeviceSpec:
+    """What the adapters need to know of a registered device."""
+    return DeviceSpec(
+        uid=device.uid,
+        kind=DeviceKind(device.kind),
+        protocol=Protocol(device.protocol),
+        topic=device.topic,
+        model=device.model,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +60,7 @@ class DeviceRegistry:
         """Reload from the database; True when anything changed."""
         async with db.session() as session:
             devices = (await session.execute(select(Device).order_by(Device.id))).scalars()
-            rows = [
-                (
-                    DeviceSpec(
-                        uid=d.uid,
-                        kind=DeviceKind(d.kind),
-                        protocol=Protocol(d.protocol),
-                        topic=d.topic,
-                        model=d.model,
-                    ),
-                    d.id,
-                    d.person_id,
-                )
-                for d in devices
-            ]
+            rows = [(spec_of(d), d.id, d.person_id) for d in devices]
         changed = rows != self._rows
         self.replace(rows)
         return changed

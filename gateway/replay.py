@@ -41,7 +41,8 @@ from gateway.config import RulesConfig, Settings
 from gateway.devices import DeviceSpec, TopicRole, device_topics, parse
 from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.register.provisioning import merge_rules
-from gateway.register.vocabulary import DeviceKind, Protocol
+from gateway.register.vocabulary import DeviceKind
+from gateway.registry import spec_of
 from gateway.rules import EmergencyRule
 from gateway.rules.quiet import (
     InactivityDue,
@@ -232,17 +233,7 @@ async def load_register(db: Database) -> ReplayRegister:
             )
         }
         devices = tuple(
-            ReplayDevice(
-                DeviceSpec(
-                    uid=d.uid,
-                    kind=DeviceKind(d.kind),
-                    protocol=Protocol(d.protocol),
-                    topic=d.topic,
-                    model=d.model,
-                ),
-                d.id,
-                d.person_id,
-            )
+            ReplayDevice(spec_of(d), d.id, d.person_id)
             for d in (await session.execute(select(Device).order_by(Device.id))).scalars()
             if d.person_id in persons
         )

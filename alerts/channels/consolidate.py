@@ -22,7 +22,13 @@ from gateway.clock import Clock
 from gateway.storage.db import Database
 from gateway.storage.models import Alert, Notification
 
-__all__ = ["CONSOLIDATED_TEMPLATE", "AlreadySent", "Consolidator", "consolidated_params"]
+__all__ = [
+    "CONSOLIDATED_TEMPLATE",
+    "AlreadySent",
+    "Consolidator",
+    "consolidated_params",
+    "outgoing_of",
+]
 
 #: The template naming several alerts in one SMS.
 CONSOLIDATED_TEMPLATE = "alerts_open"
@@ -89,21 +95,7 @@ class Consolidator:
                     .limit(_MAX_COMPANIONS)
                 )
             ).scalars()
-            return [
-                Outgoing(
-                    notification_id=row.id,
-                    to=row.recipient_phone,
-                    channel=row.channel,
-                    template=row.template,
-                    params=row.params,
-                    body=row.body,
-                    token=row.token,
-                    recipient_role=row.recipient_role,
-                    recipient_name=row.recipient_name,
-                )
-                for row in rows
-                if row.alert_id is not None
-            ]
+            return [outgoing_of(row) for row in rows if row.alert_id is not None]
 
     async def record(
         self, companions: Sequence[Outgoing], provider: str, sid: str, body: str
@@ -129,3 +121,18 @@ class Consolidator:
                     )
                     .execution_options(synchronize_session=False)
                 )
+
+
+def outgoing_of(row: Notification) -> Outgoing:
+    """What a provider needs of an outbox row."""
+    return Outgoing(
+        notification_id=row.id,
+        to=row.recipient_phone,
+        channel=row.channel,
+        template=row.template,
+        params=row.params,
+        body=row.body,
+        token=row.token,
+        recipient_role=row.recipient_role,
+        recipient_name=row.recipient_name,
+    )
