@@ -15,7 +15,8 @@ from tests.service.api_support import Api, running_api
 ADMIN = frozenset({"town_admin"})
 STAFF = frozenset({"town_admin", "village_officer"})
 ANY = frozenset({"town_admin", "village_officer", "helper"})
-#: No token needed: login, probes, and Twilio (which checks its own signature).
+#: No token needed: login, probes, Twilio (which checks its own signature) and Aliyun's
+#: receipt pushes (which carry a secret token in the path instead).
 PUBLIC = "public"
 
 #: Who may use each route. A new route must be added here, deliberately.
@@ -27,6 +28,9 @@ POLICY: dict[str, frozenset[str] | str] = {
     "POST /twilio/voice/{token}": PUBLIC,
     "POST /twilio/voice/{token}/gather": PUBLIC,
     "POST /twilio/status": PUBLIC,
+    "POST /receipts/aliyun/{token}/sms-report": PUBLIC,
+    "POST /receipts/aliyun/{token}/voice-report": PUBLIC,
+    "POST /receipts/aliyun/{token}/sms-up": PUBLIC,
     "GET /api/v1/persons": ANY,
     "POST /api/v1/persons": STAFF,
     "GET /api/v1/devices": ANY,
@@ -41,6 +45,8 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/alerts/{alert_id}": ANY,
     "POST /api/v1/alerts/{alert_id}/ack": ANY,
     "POST /api/v1/alerts/{alert_id}/resolve": ANY,
+    "POST /api/v1/alerts/{alert_id}/reopen": ANY,
+    "POST /api/v1/alerts/{alert_id}/handover": ANY,
     "GET /api/v1/villages": ANY,
     "POST /api/v1/villages": ADMIN,
     "PATCH /api/v1/villages/{village_id}": ADMIN,
