@@ -51,6 +51,7 @@ from gateway.privacy import mask_phone, redact
 from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
+    AlertNote,
     Helper,
     Notification,
     Person,
@@ -59,7 +60,14 @@ from gateway.storage.models import (
     Village,
 )
 
-__all__ = ["SENDING_GRACE", "AckResult", "AlertService", "Recipient"]
+__all__ = [
+    "SENDING_GRACE",
+    "AckResult",
+    "AlertConflictError",
+    "AlertService",
+    "AlertStateError",
+    "Recipient",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,21 @@ RETRY_DELAYS = (timedelta(seconds=20), timedelta(seconds=60))
 #: Still being handled: one such alert per person and type (the partial unique index).
 _ACTIVE_STATUSES = (AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value)
 FAILED_STATUSES = frozenset({"failed", "undelivered", "no-answer", "busy", "canceled"})
+
+
+class AlertStateError(ValueError):
+    """The alert is not in a status that allows the action (the API answers 409)."""
+
+
+class AlertConflictError(AlertStateError):
+    """Re-opening would make a second active alert of one person and type."""
+
+    def __init__(self, alert_code: str, other_code: str) -> None:
+        super().__init__(
+            f"alert {alert_code} cannot be re-opened: alert {other_code} of the same person "
+            "and type is still open"
+        )
+        self.other_code = other_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -758,6 +781,99 @@ class AlertService:
             await _skip_pending(session, alert_id, now)
         self.wake.set()
         return True
+
+    async def reopen(self, alert_id: int, by: str, note: str, *, channel: str = "web") -> Alert:
+        """A closed alert (closed by mistake, or the resident is not fine after all) is open
+        again and escalates from its first step, as a new alert would."""
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            alert = await session.get(Alert, alert_id)
+            if alert is None:
+                raise LookupError(f"no alert {alert_id}")
+            if alert.status not in (AlertStatus.RESOLVED.value, AlertStatus.CANCELLED.value):
+                raise AlertStateError(f"alert {alert.code} is {alert.status}, not closed")
+            other = await self._open_alert(session, alert.person_id, AlertType(alert.type))
+            if other is not None:
+                raise AlertConflictError(alert.code, other.code)
+            closed = f"{alert.status} by {alert.resolved_by or '?'}"
+            # A new round keeps the new messages apart from the first life's in the
+            # fallback bookkeeping, which matches on (step_index, step_round).
+            result = await session.execute(
+                update(Alert)
+                .where(Alert.id == alert_id, Alert.version == alert.version)
+                .values(
+                    status=AlertStatus.OPEN.value,
+                    step_index=-1,
+                    step_round=alert.step_round + 1,
+                    next_step_at=now,
+                    acknowledged_at=None,
+                    acknowledged_by=None,
+                    resolved_at=None,
+                    resolved_by=None,
+                    resolution_note=None,
+                    cancelled_at=None,
+                    close_cause=None,
+                    version=alert.version + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise AlertStateError(f"alert {alert.code} changed meanwhile; try again")
+            session.add(AlertNote(alert_id=alert_id, at=now, author=by, text=f"重新打开：{note}"))
+            _audit_alert(
+                session, now, by, "reopen", alert_id, code=alert.code, channel=channel, was=closed
+            )
+            try:
+                await session.flush()
+            except IntegrityError as error:
+                # Another alert of that person and type was raised a moment ago.
+                raise AlertStateError(
+                    f"alert {alert.code} cannot be re-opened: another alert of the same "
+                    "person and type was just raised"
+                ) from error
+            code = alert.code
+        async with self.db.session() as session:
+            reopened = await session.get(Alert, alert_id)
+        assert reopened is not None
+        log.info("alert %s re-opened by %s (was %s)", code, by, closed)
+        self.wake.set()
+        return reopened
+
+    async def hand_over(
+        self, alert_id: int, by: str, to: str, note: str = "", *, channel: str = "web"
+    ) -> Alert:
+        """Whoever took the alert passes it on to a named person; the log shows who to whom."""
+        to = to.strip()
+        if not to:
+            raise ValueError("to: the person taking the alert over must be named")
+        now = self.clock.now()
+        async with self.db.session() as session, session.begin():
+            alert = await session.get(Alert, alert_id)
+            if alert is None:
+                raise LookupError(f"no alert {alert_id}")
+            if alert.status != AlertStatus.ACKNOWLEDGED.value:
+                raise AlertStateError(
+                    f"alert {alert.code} is {alert.status}: only an acknowledged alert "
+                    "can be handed over"
+                )
+            previous = alert.acknowledged_by or ""
+            alert.acknowledged_by = to
+            alert.version += 1
+            text = f"交接：{previous} → {to}" + (f"（{note.strip()}）" if note.strip() else "")
+            session.add(AlertNote(alert_id=alert_id, at=now, author=by, text=text))
+            _audit_alert(
+                session,
+                now,
+                by,
+                "handover",
+                alert_id,
+                code=alert.code,
+                channel=channel,
+                previous=previous,
+                to=to,
+            )
+        log.info("alert %s handed over by %s: %s -> %s", alert.code, by, previous, to)
+        return alert
 
     async def notify_town_duty(self, template: str, params: dict[str, str]) -> bool:
         """An SMS straight to the town duty line, outside any alert (the system itself is

@@ -1,4 +1,4 @@
-"""Alerts: list, detail with every notification, acknowledge, resolve."""
+"""Alerts: list, detail with every notification, acknowledge, resolve, re-open, hand over."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from alerts.service import AlertStateError
 from alerts.types import AlertStatus
 from gateway.api.deps import Ctx, CurrentUser, SessionDep
-from gateway.api.schemas import AlertDetailOut, AlertOut, NotificationOut, ResolveIn
+from gateway.api.schemas import (
+    AlertDetailOut,
+    AlertOut,
+    HandoverIn,
+    NotificationOut,
+    ReopenIn,
+    ResolveIn,
+)
 from gateway.storage import queries
 
 __all__ = ["router"]
@@ -69,5 +77,35 @@ async def resolve_alert(
     await context.alerts.resolve(
         alert_id, user.username, body.note if body else None, channel="api"
     )
+    session.expire_all()
+    return await _visible(alert_id, user, session)
+
+
+@router.post("/{alert_id}/reopen", response_model=AlertDetailOut)
+async def reopen_alert(
+    alert_id: int, body: ReopenIn, user: CurrentUser, session: SessionDep, context: Ctx
+) -> AlertDetailOut:
+    """A closed alert escalates again from its first step; 409 while another is open."""
+    await _visible(alert_id, user, session)
+    try:
+        await context.alerts.reopen(alert_id, user.username, body.note.strip(), channel="api")
+    except AlertStateError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    session.expire_all()
+    return await _visible(alert_id, user, session)
+
+
+@router.post("/{alert_id}/handover", response_model=AlertDetailOut)
+async def hand_over_alert(
+    alert_id: int, body: HandoverIn, user: CurrentUser, session: SessionDep, context: Ctx
+) -> AlertDetailOut:
+    """An acknowledged alert passes to ``to``; 409 when it is not acknowledged."""
+    await _visible(alert_id, user, session)
+    try:
+        await context.alerts.hand_over(alert_id, user.username, body.to, body.note, channel="api")
+    except AlertStateError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
     session.expire_all()
     return await _visible(alert_id, user, session)

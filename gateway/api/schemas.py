@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.register.idnumber import mask
 from gateway.storage.models import Alert, Device, Event, Notification, Person, UnknownDevice
@@ -246,3 +246,12 @@ class AlertDetailOut(AlertOut):
 
 class ResolveIn(BaseModel):
     note: str | None = None
+
+
+class ReopenIn(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class HandoverIn(BaseModel):
+    to: str = Field(min_length=1, max_length=100)
+    note: str = Field(default="", max_length=2000)

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, status
+from fastapi import APIRouter, Form, HTTPException, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from alerts.service import AlertStateError
 from gateway.api.deps import Ctx, SessionDep
 from gateway.console.board import CLOSE_CAUSES, visible_alert
 from gateway.console.web import ConsoleUser, CsrfChecked, PageDep
@@ -109,4 +110,41 @@ async def add_note(
     """A line in the alert's log (who was called, what they said), by whoever sees it."""
     await visible_alert(session, user, alert_id)
     await cq.add_note(session, alert_id, user.username, text.strip(), page.now)
+    return RedirectResponse(f"/alerts/{alert_id}#notes", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/alerts/{alert_id}/reopen", dependencies=[CsrfChecked])
+async def reopen(
+    alert_id: int,
+    user: ConsoleUser,
+    session: SessionDep,
+    context: Ctx,
+    note: Annotated[str, Form(min_length=1, max_length=2000)],
+) -> Response:
+    """Closed by mistake, or the resident is not fine after all: escalate again."""
+    await visible_alert(session, user, alert_id)
+    try:
+        await context.alerts.reopen(alert_id, user.username, note.strip())
+    except AlertStateError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    return RedirectResponse(f"/alerts/{alert_id}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/alerts/{alert_id}/handover", dependencies=[CsrfChecked])
+async def hand_over(
+    alert_id: int,
+    user: ConsoleUser,
+    session: SessionDep,
+    context: Ctx,
+    to: Annotated[str, Form(min_length=1, max_length=100)],
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Whoever has the alert passes it on (end of shift, a team member goes instead)."""
+    await visible_alert(session, user, alert_id)
+    try:
+        await context.alerts.hand_over(alert_id, user.username, to, note)
+    except AlertStateError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
     return RedirectResponse(f"/alerts/{alert_id}#notes", status_code=status.HTTP_303_SEE_OTHER)
