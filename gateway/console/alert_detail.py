@@ -10,10 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from alerts.service import AlertStateError
-from gateway.api.deps import Ctx, SessionDep
+from alerts.service import AlertConflictError, AlertStateError
+from gateway.api.deps import Ctx, Principal, SessionDep
 from gateway.console.board import CLOSE_CAUSES, visible_alert
-from gateway.console.web import ConsoleUser, CsrfChecked, PageDep
+from gateway.console.web import ConsoleUser, CsrfChecked, Page, PageDep
 from gateway.storage import console_queries as cq
 from gateway.storage import register_queries as rq
 from gateway.storage.models import Alert, AlertNote, Notification
@@ -119,14 +119,17 @@ async def reopen(
     user: ConsoleUser,
     session: SessionDep,
     context: Ctx,
+    page: PageDep,
     note: Annotated[str, Form(min_length=1, max_length=2000)],
 ) -> Response:
     """Closed by mistake, or the resident is not fine after all: escalate again."""
     await visible_alert(session, user, alert_id)
     try:
         await context.alerts.reopen(alert_id, user.username, note.strip())
-    except AlertStateError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except AlertConflictError as error:
+        return _refused(page, user, alert_id, "reopen_conflict", error.other_code)
+    except AlertStateError:
+        return _refused(page, user, alert_id, "state_changed")
     return RedirectResponse(f"/alerts/{alert_id}", status_code=status.HTTP_303_SEE_OTHER)
 
 
@@ -136,6 +139,7 @@ async def hand_over(
     user: ConsoleUser,
     session: SessionDep,
     context: Ctx,
+    page: PageDep,
     to: Annotated[str, Form(min_length=1, max_length=100)],
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
@@ -143,8 +147,22 @@ async def hand_over(
     await visible_alert(session, user, alert_id)
     try:
         await context.alerts.hand_over(alert_id, user.username, to, note)
-    except AlertStateError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
+    except AlertStateError:
+        return _refused(page, user, alert_id, "state_changed")
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
     return RedirectResponse(f"/alerts/{alert_id}#notes", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _refused(
+    page: Page, user: Principal, alert_id: int, reason: str, other_code: str = ""
+) -> HTMLResponse:
+    """409 in words the duty officer reads, with the way back to the alert."""
+    return page.render(
+        "alert_refused.html",
+        user,
+        status_code=status.HTTP_409_CONFLICT,
+        alert_id=alert_id,
+        reason=reason,
+        other_code=other_code,
+    )

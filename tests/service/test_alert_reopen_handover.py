@@ -4,6 +4,7 @@ alert page; on both real databases."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -224,3 +225,22 @@ async def test_console_hand_over_then_close_then_reopen(api: Api) -> None:
     page = await api.client.get(f"/alerts/{alert_id}")
     assert 'data-status="open"' in page.text and "重新打开：老人仍不舒服" in page.text
     assert 'data-action="ack"' in page.text
+
+
+async def test_console_reopen_refused_names_the_open_alert(api: Api) -> None:
+    await login(api.client, "admin")
+    first = await _raise(api, 1)
+    await _context(api).alerts.resolve(first, "admin")
+    api.clock.advance(timedelta(hours=1))
+    second = await _raise(api, 1)
+    page = await api.client.get(f"/alerts/{first}")
+    refused = await api.client.post(
+        f"/alerts/{first}/reopen", data={"note": "误关", "csrf_token": _csrf(page.text)}
+    )
+    assert refused.status_code == 409
+    assert 'data-refused="reopen_conflict"' in refused.text and "仍未关闭" in refused.text
+    other = await api.client.get(f"/alerts/{second}")
+    code = re.search(r'data-alert-code="([A-Z0-9]+)"', other.text)
+    assert code and code.group(1) in refused.text
+    page = await api.client.get(f"/alerts/{first}")
+    assert 'data-status="resolved"' in page.text
