@@ -819,7 +819,10 @@ class AlertService:
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 raise AlertStateError(f"alert {alert.code} changed meanwhile; try again")
-            session.add(AlertNote(alert_id=alert_id, at=now, author=by, text=f"重新打开：{note}"))
+            # The row forgets who closed it; the timeline keeps it in words.
+            was = "处理完毕" if alert.status == AlertStatus.RESOLVED.value else "已取消"
+            text = f"重新打开（此前{was}，{alert.resolved_by or '—'}）：{note}"
+            session.add(AlertNote(alert_id=alert_id, at=now, author=by, text=text))
             _audit_alert(
                 session, now, by, "reopen", alert_id, code=alert.code, channel=channel, was=closed
             )

@@ -77,7 +77,7 @@ async def test_reopen_restarts_the_escalation_from_the_helper(
     assert len(notifier.to(TEAM[0], "voice")) == 1, "and the ladder goes on from there"
 
     assert await _audit_actions(db, alert.id) == ["resolve", "reopen"]
-    assert await _notes(db, alert.id) == ["重新打开：老人仍不舒服"]
+    assert await _notes(db, alert.id) == ["重新打开（此前处理完毕，admin）：老人仍不舒服"]
 
 
 async def test_reopen_is_refused_while_another_alert_of_that_type_is_open(
@@ -223,7 +223,10 @@ async def test_console_hand_over_then_close_then_reopen(api: Api) -> None:
     )
     assert reopened.status_code == 303
     page = await api.client.get(f"/alerts/{alert_id}")
-    assert 'data-status="open"' in page.text and "重新打开：老人仍不舒服" in page.text
+    assert (
+        'data-status="open"' in page.text
+        and "重新打开（此前处理完毕，李四）：老人仍不舒服" in page.text
+    )
     assert 'data-action="ack"' in page.text
 
 
