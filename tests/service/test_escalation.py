@@ -200,9 +200,10 @@ async def test_outage_is_retried_then_falls_back_to_the_other_channel(
         rows = (
             (
                 await session.execute(
-                    select(Notification).where(
-                        Notification.alert_id == alert.id, Notification.channel == "sms"
-                    )
+                    select(Notification)
+                    .where(Notification.alert_id == alert.id, Notification.channel == "sms")
+                    # Unordered, PostgreSQL returns updated rows wherever they now lie.
+                    .order_by(Notification.id)
                 )
             )
             .scalars()
