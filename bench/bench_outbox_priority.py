@@ -35,9 +35,8 @@ from typing import Any
 import aiomqtt
 from sqlalchemy import update
 
-from bench.common import median, percentile
+from bench.common import median, percentile, settings_with_fake_twilio
 from gateway.app import Gateway
-from gateway.config import load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
@@ -87,15 +86,8 @@ async def measure(
     prefix = f"obp{uuid.uuid4().hex[:6]}"
     os.environ["HW_TEST_ADMIN_PASSWORD"] = "correct-horse-battery"
     with FakeTwilio() as twilio:
-        settings = load_settings(
-            database_url=database_url,
-            mqtt_client_id=f"gw-{prefix}",
-            secret_key="l" * 32,
-            twilio_account_sid=twilio.account_sid,
-            twilio_auth_token=twilio.auth_token,
-            twilio_from="+15005550006",
-            twilio_api_base=twilio.base_url,
-            **({"outbox": outbox} if outbox else {}),
+        settings = settings_with_fake_twilio(
+            database_url, prefix, twilio, **({"outbox": outbox} if outbox else {})
         )
         await migrate(database_url)
         gateway = Gateway(settings, "l" * 32)

@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 
 import aiomqtt
 
-from bench.common import median, percentile
+from bench.common import median, percentile, settings_with_fake_twilio
 from gateway.app import Gateway
-from gateway.config import load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
@@ -35,15 +34,7 @@ async def measure(database_url: str, presses: int) -> list[float]:
     prefix = f"lat{uuid.uuid4().hex[:6]}"
     os.environ["HW_TEST_ADMIN_PASSWORD"] = "correct-horse-battery"
     with FakeTwilio() as twilio:
-        settings = load_settings(
-            database_url=database_url,
-            mqtt_client_id=f"gw-{prefix}",
-            secret_key="l" * 32,
-            twilio_account_sid=twilio.account_sid,
-            twilio_auth_token=twilio.auth_token,
-            twilio_from="+15005550006",
-            twilio_api_base=twilio.base_url,
-        )
+        settings = settings_with_fake_twilio(database_url, prefix, twilio)
         await migrate(database_url)
         gateway = Gateway(settings, "l" * 32)
         await apply_provisioning(
