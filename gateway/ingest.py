@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.config import Settings
-from gateway.devices import is_ignorable, parse
+from gateway.devices import DeviceSpec, is_ignorable, parse
 from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.metrics import Metrics
 from gateway.ratelimit import DeviceRateLimiter
@@ -388,6 +388,8 @@ class MqttIngest:
         on_events: EventsHandler | None = None,
         activity_judge: ActivityJudge | None = None,
         registry_refresh: float = 15.0,
+        client_id: str | None = None,
+        owns: Callable[[DeviceSpec], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -399,6 +401,10 @@ class MqttIngest:
             db, rejected_keep=settings.rejected_keep, activity_judge=activity_judge
         )
         self.registry_refresh = registry_refresh
+        #: The MQTT session this ingest holds; several ingests (lanes, partitions) each hold
+        #: their own client id and subscribe only to the devices ``owns`` accepts.
+        self.client_id = client_id or settings.mqtt_client_id
+        self.owns = owns
         self.connected = False
         #: For /healthz: ``disconnected``, ``subscribing`` (connected, SUBACK not yet in, or
         #: refused) or ``connected`` (subscribed: able to receive).
@@ -409,7 +415,7 @@ class MqttIngest:
             settings.device_rate_limit, settings.device_rate_burst
         )
         self._subscribed: set[str] = set()
-        self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{settings.mqtt_client_id}/status"
+        self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{self.client_id}/status"
         #: MQTT 5 by default (session expiry, receive maximum, shared subscriptions). 3.1.1 is
         #: for brokers that speak nothing newer, such as the demo's embedded amqtt; its
         #: ``clean_session=False`` still keeps the session (and unacknowledged messages).
@@ -498,7 +504,7 @@ class MqttIngest:
         client = aiomqtt.Client(
             settings.mqtt_host,
             settings.mqtt_port,
-            identifier=settings.mqtt_client_id,
+            identifier=self.client_id,
             username=settings.mqtt_username,
             password=settings.mqtt_password,
             protocol=self.protocol,
@@ -517,7 +523,7 @@ class MqttIngest:
         return client
 
     def _filters(self) -> set[str]:
-        filters = set(self.registry.filters())
+        filters = set(self.registry.filters(self.owns))
         group = self.settings.mqtt_share_group
         if group:
             return {f"$share/{group}/{f}" for f in filters}

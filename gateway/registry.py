@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -45,8 +46,13 @@ class DeviceRegistry:
     def lookup(self, topic: str) -> Route | None:
         return self._routes.get(topic)
 
-    def filters(self) -> list[str]:
-        return list(subscription_filters(spec for spec, _, _ in self._rows))
+    def filters(self, owns: Callable[[DeviceSpec], bool] | None = None) -> list[str]:
+        """Subscription filters of every device, or of those ``owns`` accepts (one MQTT
+        session's share of the homes: an emergency lane, a partition)."""
+        specs = (spec for spec, _, _ in self._rows)
+        if owns is not None:
+            specs = (spec for spec in specs if owns(spec))
+        return list(subscription_filters(specs))
 
     def replace(self, rows: list[tuple[DeviceSpec, int, int]]) -> None:
         routes: dict[str, Route] = {}
