@@ -101,11 +101,11 @@ def main() -> None:
                 continue
             start = datetime.combine(day, time(6, 0), tzinfo=tz).astimezone(UTC)
             fall = start + timedelta(minutes=rng.uniform(0, 15 * 60))
-            before = [t for t in alive if t <= fall]
-            if not before:
+            seen = [t for t in alive if t <= fall]
+            if not seen:
                 missed += 1
                 continue
-            due = inactivity_deadline(before[-1], rules.inactivity, tz)
+            due = inactivity_deadline(seen[-1], rules.inactivity, tz)
             delays.append(max(0.0, (due - fall).total_seconds() / 60))
 
     household_days = args.households * args.days

@@ -7,6 +7,7 @@ import re
 import string
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.outbox import Priority, Recipient, new_notification
@@ -92,7 +93,7 @@ def pinned_clock(start: datetime = GATEWAY_START) -> ScaledClock:
     return ScaledClock(1.0, start=start)
 
 
-def gateway_config(**extra: object) -> dict[str, object]:
+def gateway_config(**extra: Any) -> dict[str, Any]:
     """The settings a test gateway runs with besides its own database and broker: the town's
     zone and a digest that is not due, spelled out rather than taken from the defaults."""
     return {"timezone": "Asia/Shanghai", "digest": NO_DIGEST_DURING_TEST, **extra}

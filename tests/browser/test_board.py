@@ -101,6 +101,7 @@ async def test_a_reconnecting_board_is_replayed_the_alerts_it_missed(live_sqlite
 
     await wait_until(raised, within=10)
     alert_id = await raised()
+    assert alert_id is not None
     async with httpx.AsyncClient(base_url=live_sqlite.public_url, timeout=10) as client:
         form = await client.get("/login")
         token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text)

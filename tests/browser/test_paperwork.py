@@ -7,7 +7,7 @@ import io
 
 import openpyxl
 import pytest
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, FilePayload, expect
 from sqlalchemy import select
 
 from gateway.storage.models import Person
@@ -54,7 +54,7 @@ async def test_register_export_then_import_preview_and_apply(
     await page.select_option("#import-village", "坝芒村")
     await page.set_input_files(
         "#file",
-        files=[{"name": "台账.xlsx", "mimeType": "application/octet-stream", "buffer": changed}],
+        files=[FilePayload(name="台账.xlsx", mimeType="application/octet-stream", buffer=changed)],
     )
     await page.click('[data-action="preview"]')
     report = page.locator('[data-testid="import-report"]')

@@ -275,7 +275,7 @@ class FakeTwilio:
 
     # -- waiting -------------------------------------------------------------------------
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    def wait_for(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
         """Block until ``predicate()`` is true; re-checked whenever a request arrives.
 
         Do not call this from a coroutine whose event loop must make the request happen
@@ -291,7 +291,7 @@ class FakeTwilio:
 
     async def wait_for_async(
         self,
-        predicate: Callable[[], bool],
+        predicate: Callable[[], object],
         timeout: float = 5.0,  # noqa: ASYNC109 - same call shape as wait_for(), for tests
         *,
         interval: float = 0.01,

@@ -188,8 +188,8 @@ async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
         await twilio.wait_for_async(lambda: sms_of(twilio.messages, "visit_digest"), 10)
         await _press_sos(live.prefix, "d-1")
         await twilio.wait_for_async(lambda: sms_of(twilio.messages, "sos_alert"), 10)
-        [digest] = sms_of(twilio.messages, "visit_digest", to=HELPER)
-        assert "6月8日至14日" in digest["Body"] and "老人0" in digest["Body"]
+        [digest_sms] = sms_of(twilio.messages, "visit_digest", to=HELPER)
+        assert "6月8日至14日" in digest_sms["Body"] and "老人0" in digest_sms["Body"]
         [alert_sms] = sms_of(twilio.messages, "sos_alert", to=HELPER)
         assert "紧急求助" in alert_sms["Body"]
         async with httpx.AsyncClient() as client:
@@ -321,7 +321,7 @@ async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helper
             page = (
                 await client.get(f"{base}/events", params={"device": f"{p}-p0-pir"}, headers=admin)
             ).json()
-            return page["total"] == 1
+            return bool(page["total"] == 1)
 
         await wait_until(stored, within=10)
         device = (await client.get(f"{base}/devices/{p}-p0-pir", headers=admin)).json()

@@ -75,7 +75,7 @@ async def _retained_status(prefix: str) -> str | None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(0.5):
                 async for message in client.messages:
-                    return str(message.payload.decode())  # type: ignore[union-attr]
+                    return str(message.payload.decode())
     return None
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from alerts.notifiers import ConsoleNotifier
 from gateway.app import Gateway
@@ -73,7 +73,7 @@ async def _publish(messages: list[tuple[str, bytes | str, bool]]) -> None:
             await client.publish(topic, payload, qos=1, retain=retain)
 
 
-async def _count(gateway: Gateway, model: type, *where: object) -> int:
+async def _count(gateway: Gateway, model: type, *where: ColumnElement[bool]) -> int:
     async with gateway.db.session() as session:
         column = next(iter(model.__table__.primary_key.columns))  # type: ignore[attr-defined]
         return int((await session.execute(select(func.count(column)).where(*where))).scalar_one())

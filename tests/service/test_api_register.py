@@ -24,12 +24,12 @@ async def api(db: Database, tmp_path: Path) -> AsyncIterator[Api]:
 
 async def _village_id(api: Api, headers: dict[str, str], name: str) -> int:
     villages = (await api.client.get("/api/v1/villages", headers=headers)).json()
-    return next(v["id"] for v in villages if v["name"] == name)
+    return int(next(v["id"] for v in villages if v["name"] == name))
 
 
 async def _helper_id(api: Api, headers: dict[str, str], phone: str) -> int:
     helpers = (await api.client.get("/api/v1/helpers", headers=headers)).json()
-    return next(h["id"] for h in helpers if h["phone"] == phone)
+    return int(next(h["id"] for h in helpers if h["phone"] == phone))
 
 
 def _person(village: int, helper: int, **extra: Any) -> dict[str, Any]:

@@ -51,7 +51,7 @@ async def test_a_flooding_device_is_limited_and_its_neighbour_is_not(
     ingest = MqttIngest(settings, db, registry, clock, metrics)
 
     def message(uid: str, kind: str) -> aiomqtt.Message:
-        fields = {"type": kind, "id": f"{uid}-{next(_mids)}"}
+        fields: dict[str, object] = {"type": kind, "id": f"{uid}-{next(_mids)}"}
         if kind == "motion":
             fields["state"] = True
         body = json.dumps(fields).encode()

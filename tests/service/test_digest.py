@@ -27,8 +27,8 @@ LI = "+8613700000001"
 MONDAY_8 = DigestConfig(weekday=1, hour=8)
 
 
-def local(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=TZ)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=TZ)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -348,9 +348,8 @@ async def _upgrade_to(database_url: str, revision: str) -> None:
     await _run(command.upgrade, alembic_config(database_url), revision)
 
 
-async def _run(*args: object) -> None:
-    func, *rest = args
-    await asyncio.to_thread(func, *rest)  # type: ignore[operator]
+async def _run(func: Callable[..., object], *args: object) -> None:
+    await asyncio.to_thread(func, *args)
 
 
 async def test_rotate_key_command_and_keyless_values_re_encrypted_at_start(

@@ -66,7 +66,8 @@ async def test_notification_priority_is_backfilled_from_the_alert_group(
     db = Database(database_url)
     try:
         async with db.engine.begin() as connection:
-            alerts = dict((await connection.execute(text("SELECT code, id FROM alerts"))).all())
+            codes = (await connection.execute(text("SELECT code, id FROM alerts"))).all()
+            alerts: dict[str, int] = {str(code): int(alert_id) for code, alert_id in codes}
             for token, alert_id, purpose in (
                 ("a", alerts["SOS1"], "alert"),
                 ("b", alerts["INA1"], "alert"),

@@ -23,8 +23,8 @@ TZ = ZoneInfo("Asia/Shanghai")
 OK, DUE, OVERDUE = ComplianceStatus.OK, ComplianceStatus.DUE, ComplianceStatus.OVERDUE
 
 
-def local(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=TZ)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=TZ)
 
 
 def person(level: CareLevel, *visits: datetime, helper: str = "李四") -> PersonVisits:

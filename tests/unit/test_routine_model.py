@@ -42,10 +42,10 @@ def live_day(
     model.observe(local(day, 21), left_home=False)
 
 
-def trained(days: int = 10, **kwargs: int) -> RoutineModel:
+def trained(days: int = 10, *, wake: int = 6, out: tuple[int, int] = (13, 16)) -> RoutineModel:
     model = RoutineModel(TZ, RULE)
     for day in range(1, days + 1):
-        live_day(model, day, **kwargs)  # type: ignore[arg-type]
+        live_day(model, day, wake=wake, out=out)
     return model
 
 
