@@ -59,12 +59,18 @@ async def _register(db: Database, clock: ManualClock, monkeypatch: pytest.Monkey
         return (await session.execute(select(Person.id))).scalars().one()
 
 
-def _service(db: Database, clock: ManualClock, notifier: Any, worker: str = "w1") -> AlertService:
+def _service(
+    db: Database,
+    clock: ManualClock,
+    notifier: Any,
+    worker: str = "w1",
+    escalation: EscalationConfig | None = None,
+) -> AlertService:
     return AlertService(
         db,
         clock,
         notifier,
-        escalation=EscalationConfig(),
+        escalation=escalation or EscalationConfig(),
         rules=RulesConfig(),
         public_url="http://gw.example",
         timezone=ZoneInfo("Asia/Shanghai"),
@@ -245,8 +251,7 @@ async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
     person_id = await _register(db, clock, monkeypatch)
     async with db.session() as session, session.begin():
         await session.execute(delete(TeamMember))
-    service = _service(db, clock, RecordingNotifier())
-    service.escalation = EscalationConfig(
+    chain = EscalationConfig(
         emergency=(
             EscalationStep(notify="helper", channels=("sms",), wait=timedelta(minutes=1)),
             EscalationStep(
@@ -254,6 +259,7 @@ async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
             ),
         )
     )
+    service = _service(db, clock, RecordingNotifier(), escalation=chain)
     alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
     await service.tick()
     clock.advance(timedelta(minutes=1))
