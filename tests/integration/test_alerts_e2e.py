@@ -57,7 +57,7 @@ def _settings(database_url: str, prefix: str, port: int, twilio: FakeTwilio, **e
         twilio_auth_token=TOKEN,
         twilio_from="+15005550006",
         twilio_api_base=twilio.base_url,
-        **gateway_config(**extra),
+        **gateway_config(**extra),  # type: ignore[arg-type]
     )
 
 
@@ -128,7 +128,7 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
 ) -> None:
     await _press_sos(live.prefix, "p-1")
     await twilio.wait_for_async(
-        lambda: sms_of(twilio.messages, "sos_alert") and len(twilio.calls) >= 1, 10
+        lambda: bool(sms_of(twilio.messages, "sos_alert")) and len(twilio.calls) >= 1, 10
     )
     [sms] = sms_of(twilio.messages, "sos_alert")
     assert sms["To"] == HELPER and "老人0" in sms["Body"] and "回复1" in sms["Body"]
@@ -174,7 +174,7 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
         ("voice", HELPER),
     }
     assert all(n["sid"] for n in sent)
-    await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
+    await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "ack_confirm", to=HELPER)), 10)
 
 
 async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
@@ -188,11 +188,11 @@ async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
     digest = {"weekday": 1, "hour": 8, "settle": "0s", "spread": "1s"}
     settings = _settings(database_url, mqtt_prefix, free_port(), twilio, digest=digest)
     async with running_gateway(settings, mqtt_prefix) as live:
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "visit_digest"), 10)
+        await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "visit_digest")), 10)
         await _press_sos(live.prefix, "d-1")
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "sos_alert"), 10)
-        [digest] = sms_of(twilio.messages, "visit_digest", to=HELPER)
-        assert "6月8日至14日" in digest["Body"] and "老人0" in digest["Body"]
+        await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "sos_alert")), 10)
+        [digest_sms] = sms_of(twilio.messages, "visit_digest", to=HELPER)
+        assert "6月8日至14日" in digest_sms["Body"] and "老人0" in digest_sms["Body"]
         [alert_sms] = sms_of(twilio.messages, "sos_alert", to=HELPER)
         assert "紧急求助" in alert_sms["Body"]
         async with httpx.AsyncClient() as client:
@@ -202,7 +202,9 @@ async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
                 client=client,
             )
         assert reply.status_code == 200
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
+        await twilio.wait_for_async(
+            lambda: bool(sms_of(twilio.messages, "ack_confirm", to=HELPER)), 10
+        )
 
 
 async def test_key_1_in_the_call_acknowledges_and_tells_the_others(
@@ -344,7 +346,7 @@ async def test_api_shows_devices_events_unknown_devices_and_masks_ids_for_helper
             page = (
                 await client.get(f"{base}/events", params={"device": f"{p}-p0-pir"}, headers=admin)
             ).json()
-            return page["total"] == 1
+            return bool(page["total"] == 1)
 
         await wait_until(stored, within=10)
         device = (await client.get(f"{base}/devices/{p}-p0-pir", headers=admin)).json()
