@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from alerts.escalation import Escalator
-from alerts.outbox import Recipient, Wake, enqueue
+from alerts.outbox import Recipient, Wake, enqueue, skip_pending
 from alerts.recipients import Recipients, tell_everyone
 from alerts.types import (
     ACTIVE_STATUSES,
@@ -35,7 +35,7 @@ from gateway import audit
 from gateway.clock import Clock
 from gateway.config import RulesConfig
 from gateway.storage.db import Database
-from gateway.storage.models import Alert, AlertNote, Notification
+from gateway.storage.models import Alert, AlertNote
 
 __all__ = ["AckResult", "AlertConflictError", "AlertStateError", "Lifecycle"]
 
@@ -228,7 +228,7 @@ class Lifecycle:
                 channel=channel,
             )
             # Calls and retries not yet placed are no longer wanted.
-            await _skip_pending(session, alert_id, now, purpose="alert")
+            await skip_pending(session, alert_id, now, purpose="alert")
             params = await self.recipients.params(session, alert)
             await tell_everyone(
                 session, alert.id, "taken", params | {"taker": by}, now, except_phone=via_phone
@@ -273,8 +273,8 @@ class Lifecycle:
             _audit(
                 session, now, by, AlertAction.RESOLVE, alert_id, code=alert.code, channel=channel
             )
-            await _skip_pending(session, alert_id, now)
-            # After _skip_pending, which would otherwise skip these too. A helper who was
+            await skip_pending(session, alert_id, now)
+            # After skip_pending, which would otherwise skip these too. A helper who was
             # called about it must not be left wondering whether somebody went.
             params = await self.recipients.params(session, alert)
             await tell_everyone(
@@ -305,7 +305,7 @@ class Lifecycle:
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 return False
             _audit(session, now, by, AlertAction.CANCEL, alert_id, reason=reason, channel=channel)
-            await _skip_pending(session, alert_id, now)
+            await skip_pending(session, alert_id, now)
         self.wake.set()
         return True
 
@@ -432,21 +432,6 @@ def _audit(
         entity="alert",
         entity_id=alert_id,
         detail=detail,
-    )
-
-
-async def _skip_pending(
-    session: AsyncSession, alert_id: int, now: datetime, *, purpose: str | None = None
-) -> None:
-    """Messages of an alert not yet sent (of ``purpose``, or all) are no longer wanted."""
-    conditions = [Notification.alert_id == alert_id, Notification.status == "pending"]
-    if purpose is not None:
-        conditions.append(Notification.purpose == purpose)
-    await session.execute(
-        update(Notification)
-        .where(*conditions)
-        .values(status="skipped", updated_at=now)
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "enqueue",
     "new_notification",
     "priority_for",
+    "skip_pending",
     "spread_offset",
 ]
 
@@ -152,6 +153,21 @@ def enqueue(session: AsyncSession, **fields: Any) -> Notification:
     row = new_notification(**fields)
     session.add(row)
     return row
+
+
+async def skip_pending(
+    session: AsyncSession, alert_id: int, now: datetime, *, purpose: str | None = None
+) -> None:
+    """Messages of an alert not yet sent (of ``purpose``, or all) are no longer wanted."""
+    conditions = [Notification.alert_id == alert_id, Notification.status == "pending"]
+    if purpose is not None:
+        conditions.append(Notification.purpose == purpose)
+    await session.execute(
+        update(Notification)
+        .where(*conditions)
+        .values(status="skipped", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 Deliver = Callable[[Notification], Awaitable[None]]
