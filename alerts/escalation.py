@@ -6,7 +6,9 @@ which channels, how long to wait, whether the last one repeats — is read from 
 never from the live ``escalation:`` configuration. A gateway restarted with another file, or
 a second process with a different one, therefore never shifts an alert already under way;
 only alerts raised afterwards follow the new chain. Alerts raised before the snapshot
-existed (migration 0008) have none and fall back to the live configuration.
+existed (migration 0008) have none: nothing in the database knows the chain they started
+with, so they take the live configuration at their next step, which is then written onto
+them and kept.
 
 A step is claimed with a compare-and-set on the alert's ``version``; in the same
 transaction one ``pending`` notification per recipient and channel goes to the outbox. Two
@@ -146,15 +148,20 @@ class Escalator:
             # After a final step that does not repeat there is nobody further to call; the
             # alert stays open (and listed) until somebody acknowledges it.
             next_at = now + step.wait if (not is_last or step.repeat) else None
+            claim: dict[str, Any] = {
+                "step_index": index,
+                "step_round": step_round,
+                "next_step_at": next_at,
+                "version": version + 1,
+            }
+            if not alert.escalation_chain:
+                # Open during the 0008 upgrade: its chain is fixed from here on, so a later
+                # change of the file no longer shifts it either.
+                claim["escalation_chain"] = chain_snapshot(steps)
             result = await session.execute(
                 update(Alert)
                 .where(Alert.id == alert_id, Alert.version == version)
-                .values(
-                    step_index=index,
-                    step_round=step_round,
-                    next_step_at=next_at,
-                    version=version + 1,
-                )
+                .values(**claim)
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]

@@ -375,7 +375,7 @@ async def test_an_open_alert_keeps_its_chain_across_a_restart_with_another_confi
         await restarted_db.dispose()
 
 
-async def test_an_alert_raised_before_snapshots_existed_follows_the_live_chain(
+async def test_an_alert_raised_before_snapshots_existed_takes_the_live_chain_and_keeps_it(
     db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import update
@@ -390,6 +390,9 @@ async def test_an_alert_raised_before_snapshots_existed_follows_the_live_chain(
         await session.execute(update(Alert).values(escalation_chain=None))
     await service.tick()
     assert [(c, p) for c, p, _ in notifier.sent] == [("voice", HELPER)]
+    # From that step on its chain is written down: another file no longer moves it.
+    later = RecordingNotifier(sid_tag="Y")
+    restarted = _service(db, clock, later, escalation=_FIRST_CHAIN)
     clock.advance(timedelta(minutes=30))
-    await service.tick()
-    assert [(c, p) for c, p, _ in notifier.sent[1:]] == [("voice", DUTY)]
+    await restarted.tick()
+    assert [(c, p) for c, p, _ in later.sent] == [("voice", DUTY)]

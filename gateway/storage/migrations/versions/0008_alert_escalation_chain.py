@@ -4,9 +4,10 @@ Every later step of an alert is claimed against this snapshot, never the live
 ``escalation:`` configuration, so a changed file or a second process with another one does
 not shift an alert already under way.
 
-Alerts raised before this revision keep NULL: their chain was never written down anywhere
-the database can see (it lived only in the configuration file of the day), so the gateway
-falls back to the live configuration for those alerts alone, as it did before.
+Alerts raised before this revision are left NULL: the chain they started with was never
+written down anywhere SQL can see (it lived only in the configuration file of the day). The
+gateway gives those alerts alone the live configuration at their next step and writes it
+onto them then, so from the upgrade on they too keep one chain.
 
 Revision ID: 0008
 Revises: 0007
