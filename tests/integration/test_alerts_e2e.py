@@ -267,6 +267,51 @@ async def test_twilio_outage_during_a_step_is_retried(
         assert sids == {twilio.messages[0]["sid"], twilio.calls[0]["sid"]}
 
 
+async def test_a_restart_with_another_escalation_file_leaves_an_open_alert_on_its_chain(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway raises an SOS under one ``escalation:`` section, stops, and starts again
+    with another: the alert's next step is its own (the team, by voice, after 2 minutes),
+    while an alert raised afterwards follows the new section."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    clock = ManualClock(GATEWAY_START)
+    port = free_port()
+    first = {
+        "emergency": [
+            {"notify": "helper", "channels": ["sms"], "wait": "2m"},
+            {"notify": "village_team", "channels": ["voice"], "wait": "5m", "repeat": True},
+        ]
+    }
+    second = {
+        "emergency": [
+            {"notify": "town_duty", "channels": ["sms"], "wait": "30m", "repeat": True},
+        ]
+    }
+    settings = _settings(database_url, mqtt_prefix, port, twilio, escalation=first)
+    async with running_gateway(settings, mqtt_prefix, clock=clock) as live:
+        await _press_sos(live.prefix, "r-1")
+        await twilio.wait_for_async(lambda: len(twilio.messages) == 1, timeout=10)
+    assert twilio.messages[0]["To"] == HELPER and twilio.calls == []
+
+    settings = _settings(database_url, mqtt_prefix, port, twilio, escalation=second)
+    async with running_gateway(settings, mqtt_prefix, clock=clock) as live:
+        clock.advance(timedelta(minutes=2))
+        await twilio.wait_for_async(lambda: len(twilio.calls) == 2, timeout=10)
+        assert sorted(c["To"] for c in twilio.calls) == sorted(TEAM)
+        assert len(twilio.messages) == 1, "no SMS: the original team step had only voice"
+
+        async with live.gateway.db.session() as session:
+            sos = (await session.execute(select(Alert))).scalar_one()
+        await live.gateway.alerts.resolve(sos.id, "李四")
+        await twilio.wait_for_async(lambda: len(twilio.messages) >= 2, timeout=10)
+        clock.advance(timedelta(minutes=1))  # past the SOS debounce: a new alert
+        await _press_sos(live.prefix, "r-2")
+        await twilio.wait_for_async(
+            lambda: any(m["To"] == "+862376000000" for m in twilio.messages), timeout=10
+        )
+        assert len(twilio.calls) == 2, "the new alert follows the new file: SMS to the duty line"
+
+
 def test_kill_9_mid_escalation_resumes_without_repeating(
     sqlite_url: str, tmp_path: Path, run_id: str, twilio: FakeTwilio
 ) -> None:
