@@ -6,7 +6,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-__all__ = ["ALERT_LABELS", "AlertGroup", "AlertStatus", "AlertTrigger", "AlertType"]
+__all__ = [
+    "ACTIVE_STATUSES",
+    "ALERT_LABELS",
+    "CLOSED_STATUSES",
+    "AlertAction",
+    "AlertGroup",
+    "AlertStatus",
+    "AlertTrigger",
+    "AlertType",
+    "Transition",
+    "transition",
+]
 
 
 class AlertGroup(StrEnum):
@@ -48,10 +59,59 @@ ALERT_LABELS: dict[AlertType, str] = {
 
 
 class AlertStatus(StrEnum):
+    """The values of ``alerts.status`` (a plain string column: the enum is the vocabulary)."""
+
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     CANCELLED = "cancelled"
+
+
+#: Still being handled: one such alert per person and type (the partial unique index).
+ACTIVE_STATUSES = frozenset({AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED})
+CLOSED_STATUSES = frozenset({AlertStatus.RESOLVED, AlertStatus.CANCELLED})
+
+
+class AlertAction(StrEnum):
+    """What a person (or a rule) may do to an alert; the audit log's ``action``."""
+
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    CANCEL = "cancel"
+    REOPEN = "reopen"
+    HAND_OVER = "handover"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An action is allowed from ``sources`` and leaves the alert ``target``."""
+
+    sources: frozenset[AlertStatus]
+    target: AlertStatus
+
+    def allows(self, status: str) -> bool:
+        return status in self.sources
+
+    def source_values(self) -> list[str]:
+        """For ``WHERE status IN (…)`` compare-and-set updates."""
+        return sorted(s.value for s in self.sources)
+
+
+#: The lifecycle state machine: raising makes an ``open`` alert; everything else is here.
+#: (Raising again while active joins the alert instead of changing it.)
+_TRANSITIONS: dict[AlertAction, Transition] = {
+    AlertAction.ACKNOWLEDGE: Transition(frozenset({AlertStatus.OPEN}), AlertStatus.ACKNOWLEDGED),
+    AlertAction.RESOLVE: Transition(ACTIVE_STATUSES, AlertStatus.RESOLVED),
+    AlertAction.CANCEL: Transition(ACTIVE_STATUSES, AlertStatus.CANCELLED),
+    AlertAction.REOPEN: Transition(CLOSED_STATUSES, AlertStatus.OPEN),
+    AlertAction.HAND_OVER: Transition(
+        frozenset({AlertStatus.ACKNOWLEDGED}), AlertStatus.ACKNOWLEDGED
+    ),
+}
+
+
+def transition(action: AlertAction) -> Transition:
+    return _TRANSITIONS[action]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 """Twilio webhooks. Every request must carry a valid ``X-Twilio-Signature`` computed over
-``HOMEWATCH_PUBLIC_URL`` + path: a bad or missing one gets 403 and changes nothing."""
+``HOMEWATCH_PUBLIC_URL`` + path: a bad or missing one gets 403 and changes nothing. What the
+requests carry is read by :mod:`alerts.channels.twilio.webhooks`; this module only wires
+HTTP to it and to the alert service."""
 
 from __future__ import annotations
 
@@ -7,32 +9,31 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
-from alerts.signatures import SIGNATURE_HEADER, verify_twilio_signature
-from alerts.templates import render
-from alerts.twiml import call_twiml, gather_reply_twiml
+from alerts.channels.twilio.signatures import SIGNATURE_HEADER
+from alerts.channels.twilio.webhooks import (
+    EMPTY_TWIML,
+    InboundSms,
+    StatusReport,
+    TwilioWebhooks,
+)
 from gateway.api.deps import Ctx
 from gateway.privacy import mask_phone
-from gateway.register.phones import normalize_phone
 
 __all__ = ["router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/twilio", tags=["twilio"])
 
-_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
-
-async def _verified_form(request: Request, context: Ctx) -> dict[str, str]:
+async def _verified_form(request: Request, context: Ctx) -> tuple[TwilioWebhooks, dict[str, str]]:
     form = await request.form()
     params = {key: str(value) for key, value in form.items()}
-    url = context.settings.public_url + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    token = context.settings.twilio_auth_token or ""
-    if not verify_twilio_signature(token, url, params, request.headers.get(SIGNATURE_HEADER)):
+    twilio = TwilioWebhooks(context.settings.twilio_auth_token, context.settings.public_url)
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if not twilio.verified(request.url.path, request.url.query, params, signature):
         log.warning("refused a Twilio webhook with a bad signature: %s", request.url.path)
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
-    return params
+    return twilio, params
 
 
 def _xml(body: str) -> Response:
@@ -41,48 +42,36 @@ def _xml(body: str) -> Response:
 
 @router.post("/sms")
 async def inbound_sms(request: Request, context: Ctx) -> Response:
-    params = await _verified_form(request, context)
-    try:
-        sender = normalize_phone(params.get("From", ""))
-    except ValueError:
-        return _xml(_EMPTY_TWIML)
-    result = await context.alerts.acknowledge_by_sms(sender, params.get("Body", ""))
-    if result is None:
-        log.info("inbound SMS from %s acknowledged nothing", mask_phone(sender))
-    # Replies go out through the notifier (templated, recorded), not as TwiML.
-    return _xml(_EMPTY_TWIML)
+    _twilio, params = await _verified_form(request, context)
+    sms = InboundSms.parse(params)
+    if sms is not None and await context.alerts.acknowledge_by_sms(sms.sender, sms.body) is None:
+        log.info("inbound SMS from %s acknowledged nothing", mask_phone(sms.sender))
+    return _xml(EMPTY_TWIML)
 
 
 @router.post("/voice/{token}")
 async def voice(token: str, request: Request, context: Ctx) -> Response:
-    await _verified_form(request, context)
+    twilio, _params = await _verified_form(request, context)
     row = await context.alerts.notification_by_token(token)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown call")
-    action = f"{context.settings.public_url}/twilio/voice/{token}/gather"
-    return _xml(call_twiml(row.body, action))
+    return _xml(twilio.call(row))
 
 
 @router.post("/voice/{token}/gather")
 async def gather(token: str, request: Request, context: Ctx) -> Response:
-    params = await _verified_form(request, context)
+    twilio, params = await _verified_form(request, context)
     row = await context.alerts.notification_by_token(token)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown call")
     result = await context.alerts.acknowledge_by_call(token, params.get("Digits", ""))
-    if result is None:
-        # No key, or another key: say it once more rather than hang up on them.
-        action = f"{context.settings.public_url}/twilio/voice/{token}/gather"
-        return _xml(call_twiml(row.body, action, repeat=1))
-    reply = "resident_ok" if row.recipient_role == "resident" else "ack_confirm"
-    return _xml(gather_reply_twiml(render(reply, "voice", row.params)))
+    return _xml(twilio.after_key(row, taken=result is not None))
 
 
 @router.post("/status")
 async def delivery_status(request: Request, context: Ctx) -> Response:
-    params = await _verified_form(request, context)
-    sid = params.get("MessageSid") or params.get("CallSid") or ""
-    state = params.get("MessageStatus") or params.get("CallStatus") or ""
-    if sid and state:
-        await context.alerts.status_callback(sid, state, params.get("ErrorCode"))
+    _twilio, params = await _verified_form(request, context)
+    report = StatusReport.parse(params)
+    if report is not None:
+        await context.alerts.status_callback(report.sid, report.status, report.error_code)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

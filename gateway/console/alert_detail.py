@@ -75,7 +75,7 @@ async def alert_page(
     notifications = list(alert.notifications)
     events = await cq.person_events(session, alert.person_id, page.now - _RECENT_ACTIVITY, 30)
     notes = await cq.notes_of_alert(session, alert.id)
-    steps = context.alerts.steps(alert.group)
+    steps = context.alerts.chain_of(alert)
     countdown = (
         max(int((alert.next_step_at - page.now).total_seconds()), 0)
         if alert.next_step_at is not None and alert.status == "open"

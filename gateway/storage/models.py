@@ -314,6 +314,11 @@ class Alert(Base):
     last_trigger_at: Mapped[datetime]
     trigger_count: Mapped[int] = mapped_column(Integer, default=1)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The escalation chain as it was configured when the alert was raised (steps with
+    #: notify, channels, wait_seconds, repeat): later steps follow it, never the live
+    #: configuration. NULL only for alerts raised before migration 0008, until their next
+    #: step writes the live chain onto them.
+    escalation_chain: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     step_index: Mapped[int] = mapped_column(Integer, default=-1)
     step_round: Mapped[int] = mapped_column(Integer, default=0)
     next_step_at: Mapped[datetime | None]

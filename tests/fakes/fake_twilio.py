@@ -45,7 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from alerts.signatures import SIGNATURE_HEADER, sign
+from alerts.channels.twilio.signatures import SIGNATURE_HEADER, sign
 
 __all__ = [
     "DEFAULT_ACCOUNT_SID",

@@ -10,21 +10,24 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiomqtt
 import httpx
 import pytest
+from sqlalchemy import select
 
 from gateway.app import Gateway
-from gateway.clock import Clock
+from gateway.clock import Clock, ManualClock
 from gateway.config import Settings, load_settings
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
+from gateway.storage.models import Alert, Notification
 from tests.conftest import wait_until
 from tests.fakes.fake_twilio import FakeTwilio
-from tests.helpers import gateway_config, pinned_clock, register_yaml, sms_of
+from tests.helpers import GATEWAY_START, gateway_config, pinned_clock, register_yaml, sms_of
 from tests.integration.conftest import ACCOUNT, TOKEN
 from tests.services import GatewayProcess, free_port
 
@@ -125,7 +128,7 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
 ) -> None:
     await _press_sos(live.prefix, "p-1")
     await twilio.wait_for_async(
-        lambda: sms_of(twilio.messages, "sos_alert") and len(twilio.calls) >= 1, 10
+        lambda: bool(sms_of(twilio.messages, "sos_alert")) and len(twilio.calls) >= 1, 10
     )
     [sms] = sms_of(twilio.messages, "sos_alert")
     assert sms["To"] == HELPER and "老人0" in sms["Body"] and "回复1" in sms["Body"]
@@ -171,7 +174,7 @@ async def test_sos_reaches_the_helper_and_a_signed_sms_reply_acknowledges(
         ("voice", HELPER),
     }
     assert all(n["sid"] for n in sent)
-    await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
+    await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "ack_confirm", to=HELPER)), 10)
 
 
 async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
@@ -185,9 +188,9 @@ async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
     digest = {"weekday": 1, "hour": 8, "settle": "0s", "spread": "1s"}
     settings = _settings(database_url, mqtt_prefix, free_port(), twilio, digest=digest)
     async with running_gateway(settings, mqtt_prefix) as live:
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "visit_digest"), 10)
+        await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "visit_digest")), 10)
         await _press_sos(live.prefix, "d-1")
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "sos_alert"), 10)
+        await twilio.wait_for_async(lambda: bool(sms_of(twilio.messages, "sos_alert")), 10)
         [digest_sms] = sms_of(twilio.messages, "visit_digest", to=HELPER)
         assert "6月8日至14日" in digest_sms["Body"] and "老人0" in digest_sms["Body"]
         [alert_sms] = sms_of(twilio.messages, "sos_alert", to=HELPER)
@@ -199,7 +202,9 @@ async def test_a_digest_due_at_start_and_an_sos_are_told_apart(
                 client=client,
             )
         assert reply.status_code == 200
-        await twilio.wait_for_async(lambda: sms_of(twilio.messages, "ack_confirm", to=HELPER), 10)
+        await twilio.wait_for_async(
+            lambda: bool(sms_of(twilio.messages, "ack_confirm", to=HELPER)), 10
+        )
 
 
 async def test_key_1_in_the_call_acknowledges_and_tells_the_others(
@@ -214,32 +219,97 @@ async def test_key_1_in_the_call_acknowledges_and_tells_the_others(
         )
     assert answer.status_code == 200 and "已确认" in answer.text
     async with live.gateway.db.session() as session:
-        from sqlalchemy import select
-
-        from gateway.storage.models import Alert
-
         alert = (await session.execute(select(Alert))).scalar_one()
     assert alert.status == "acknowledged" and alert.acknowledged_by == "李四"
 
 
-async def test_twilio_outage_during_a_step_is_retried(live: Live, twilio: FakeTwilio) -> None:
+async def test_twilio_outage_during_a_step_is_retried(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both first attempts of the helper's step (SMS and call) get 503; once the injected
+    clock passes the retry delay, the retries go out to Twilio and are recorded."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    clock = ManualClock(GATEWAY_START)
+    settings = _settings(database_url, mqtt_prefix, free_port(), twilio)
     twilio.fail_next(2, status=503)
-    await _press_sos(live.prefix, "p-3")
-    # Both first attempts (SMS and call) get 503; the retries 20 s later would be too slow
-    # for a test, so check the failures are recorded and the retries are scheduled.
-    from sqlalchemy import select
+    async with running_gateway(settings, mqtt_prefix, clock=clock) as live:
+        await _press_sos(live.prefix, "p-3")
 
-    from gateway.storage.models import Notification
+        async def rows() -> list[Notification]:
+            async with live.gateway.db.session() as session:
+                query = select(Notification).where(Notification.purpose == "alert")
+                return list((await session.execute(query.order_by(Notification.id))).scalars())
 
-    async def scheduled() -> bool:
-        async with live.gateway.db.session() as session:
-            rows = (await session.execute(select(Notification))).scalars().all()
-        return (
-            sum(r.status == "failed" for r in rows) == 2
-            and sum(r.attempt == 2 and r.status == "pending" for r in rows) == 2
+        async def failed_then_scheduled() -> bool:
+            found = await rows()
+            return sum(r.status == "failed" for r in found) == 2 and (
+                sum(r.attempt == 2 and r.status == "pending" for r in found) == 2
+            )
+
+        await wait_until(failed_then_scheduled, within=10)
+        assert twilio.messages == [] and twilio.calls == [], "the outage took nothing"
+
+        clock.advance(timedelta(seconds=19))
+        await asyncio.sleep(0.5)
+        assert twilio.messages == [] and twilio.calls == [], "not before the 20 s backoff"
+        clock.advance(timedelta(seconds=1))
+        await twilio.wait_for_async(
+            lambda: len(twilio.messages) == 1 and len(twilio.calls) == 1, timeout=10
         )
+        assert twilio.messages[0]["To"] == HELPER and twilio.calls[0]["To"] == HELPER
 
-    await wait_until(scheduled, within=10)
+        async def retries_recorded() -> bool:
+            retries = [r for r in await rows() if r.attempt == 2]
+            return len(retries) == 2 and all(r.sid and r.status == "queued" for r in retries)
+
+        await wait_until(retries_recorded, within=10)
+        sids = {r.sid for r in await rows() if r.attempt == 2}
+        assert sids == {twilio.messages[0]["sid"], twilio.calls[0]["sid"]}
+
+
+async def test_a_restart_with_another_escalation_file_leaves_an_open_alert_on_its_chain(
+    database_url: str, mqtt_prefix: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway raises an SOS under one ``escalation:`` section, stops, and starts again
+    with another: the alert's next step is its own (the team, by voice, after 2 minutes),
+    while an alert raised afterwards follows the new section."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    clock = ManualClock(GATEWAY_START)
+    port = free_port()
+    first = {
+        "emergency": [
+            {"notify": "helper", "channels": ["sms"], "wait": "2m"},
+            {"notify": "village_team", "channels": ["voice"], "wait": "5m", "repeat": True},
+        ]
+    }
+    second = {
+        "emergency": [
+            {"notify": "town_duty", "channels": ["sms"], "wait": "30m", "repeat": True},
+        ]
+    }
+    settings = _settings(database_url, mqtt_prefix, port, twilio, escalation=first)
+    async with running_gateway(settings, mqtt_prefix, clock=clock) as live:
+        await _press_sos(live.prefix, "r-1")
+        await twilio.wait_for_async(lambda: len(twilio.messages) == 1, timeout=10)
+    assert twilio.messages[0]["To"] == HELPER and twilio.calls == []
+
+    settings = _settings(database_url, mqtt_prefix, port, twilio, escalation=second)
+    async with running_gateway(settings, mqtt_prefix, clock=clock) as live:
+        clock.advance(timedelta(minutes=2))
+        await twilio.wait_for_async(lambda: len(twilio.calls) == 2, timeout=10)
+        assert sorted(c["To"] for c in twilio.calls) == sorted(TEAM)
+        assert len(twilio.messages) == 1, "no SMS: the original team step had only voice"
+
+        async with live.gateway.db.session() as session:
+            sos = (await session.execute(select(Alert))).scalar_one()
+        await live.gateway.alerts.resolve(sos.id, "李四")
+        await twilio.wait_for_async(lambda: len(twilio.messages) >= 2, timeout=10)
+        clock.advance(timedelta(minutes=1))  # past the SOS debounce: a new alert
+        await _press_sos(live.prefix, "r-2")
+        await twilio.wait_for_async(
+            lambda: any(m["To"] == "+862376000000" for m in twilio.messages), timeout=10
+        )
+        assert len(twilio.calls) == 2, "the new alert follows the new file: SMS to the duty line"
 
 
 def test_kill_9_mid_escalation_resumes_without_repeating(

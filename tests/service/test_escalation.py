@@ -31,6 +31,8 @@ class RecordingNotifier:
     name: str = "recording"
     sent: list[tuple[str, str, str]] = field(default_factory=list)  # (channel, to, text)
     fail: dict[tuple[str, str], list[DeliveryError]] = field(default_factory=dict)
+    #: Starts every sid: a restarted process's notifier must not repeat the last one's sids.
+    sid_tag: str = "X"
 
     async def send_sms(self, to: str, body: str, *, status_callback: str | None = None) -> Delivery:
         return self._send("sms", to, body)
@@ -45,7 +47,7 @@ class RecordingNotifier:
         if failures:
             raise failures.pop(0)
         self.sent.append((channel, to, text))
-        return Delivery(sid=f"X{len(self.sent):033d}", status="queued")
+        return Delivery(sid=f"{self.sid_tag}{len(self.sent):033d}", status="queued")
 
     def to(self, phone: str, channel: str | None = None) -> list[str]:
         return [t for c, p, t in self.sent if p == phone and (channel is None or c == channel)]
@@ -59,12 +61,18 @@ async def _register(db: Database, clock: ManualClock, monkeypatch: pytest.Monkey
         return (await session.execute(select(Person.id))).scalars().one()
 
 
-def _service(db: Database, clock: ManualClock, notifier: Any, worker: str = "w1") -> AlertService:
+def _service(
+    db: Database,
+    clock: ManualClock,
+    notifier: Any,
+    worker: str = "w1",
+    escalation: EscalationConfig | None = None,
+) -> AlertService:
     return AlertService(
         db,
         clock,
         notifier,
-        escalation=EscalationConfig(),
+        escalation=escalation or EscalationConfig(),
         rules=RulesConfig(),
         public_url="http://gw.example",
         timezone=ZoneInfo("Asia/Shanghai"),
@@ -245,8 +253,7 @@ async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
     person_id = await _register(db, clock, monkeypatch)
     async with db.session() as session, session.begin():
         await session.execute(delete(TeamMember))
-    service = _service(db, clock, RecordingNotifier())
-    service.escalation = EscalationConfig(
+    chain = EscalationConfig(
         emergency=(
             EscalationStep(notify="helper", channels=("sms",), wait=timedelta(minutes=1)),
             EscalationStep(
@@ -254,6 +261,7 @@ async def test_a_last_step_with_nobody_to_notify_waits_instead_of_spinning(
             ),
         )
     )
+    service = _service(db, clock, RecordingNotifier(), escalation=chain)
     alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
     await service.tick()
     clock.advance(timedelta(minutes=1))
@@ -291,3 +299,100 @@ async def test_closing_an_alert_tells_everybody_who_was_notified(
     clock.advance(timedelta(hours=1))
     await service.tick()
     assert len(notifier.sent) == sent_before, "closing twice tells nobody twice"
+
+
+def _chain(*steps: tuple[str, tuple[str, ...], int, bool]) -> EscalationConfig:
+    """An ``escalation:`` section whose emergency chain is ``(notify, channels, minutes,
+    repeat)`` per step."""
+    return EscalationConfig.model_validate(
+        {
+            "emergency": [
+                {"notify": n, "channels": list(c), "wait": f"{m}m", "repeat": r}
+                for n, c, m, r in steps
+            ]
+        }
+    )
+
+
+#: The chain the alert is raised under: helper by SMS, the team by voice, duty by SMS.
+_FIRST_CHAIN = _chain(
+    ("helper", ("sms",), 2, False),
+    ("village_team", ("voice",), 4, False),
+    ("town_duty", ("sms",), 10, True),
+)
+#: The file after the restart: different people, channels and waits at every step.
+_SECOND_CHAIN = _chain(
+    ("helper", ("voice",), 30, False),
+    ("town_duty", ("voice",), 30, True),
+)
+
+
+async def test_an_open_alert_keeps_its_chain_across_a_restart_with_another_configuration(
+    db: Database, database_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person_id = await _register(db, clock, monkeypatch)
+    before = RecordingNotifier()
+    first = _service(db, clock, before, escalation=_FIRST_CHAIN)
+    alert, _ = await first.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    await first.tick()
+    assert [(c, p) for c, p, _ in before.sent] == [("sms", HELPER)]
+
+    # The restart: a new process (own engine, nothing carried in memory) with another file.
+    restarted_db = Database(database_url)
+    try:
+        after = RecordingNotifier(sid_tag="Y")
+        second = _service(restarted_db, clock, after, worker="w2", escalation=_SECOND_CHAIN)
+        clock.advance(timedelta(minutes=2) - timedelta(seconds=1))
+        await second.tick()
+        assert after.sent == [], "the original 2-minute wait still holds"
+        clock.advance(timedelta(seconds=1))
+        await second.tick()
+        # The original step 2: the team, by voice only (the new file has no team step).
+        assert sorted((c, p) for c, p, _ in after.sent) == [("voice", t) for t in TEAM]
+
+        clock.advance(timedelta(minutes=4) - timedelta(seconds=1))
+        await second.tick()
+        assert len(after.sent) == 2, "the original 4-minute wait still holds"
+        clock.advance(timedelta(seconds=1))
+        await second.tick()
+        assert [(c, p) for c, p, _ in after.sent[2:]] == [("sms", DUTY)]
+        clock.advance(timedelta(minutes=10))
+        await second.tick()
+        assert [(c, p) for c, p, _ in after.sent[3:]] == [("sms", DUTY)], "it repeats by SMS"
+
+        # A new alert follows the new file: the helper, by voice.
+        fall, new = await second.raise_alert(AlertTrigger(AlertType.FALL, person_id, clock.now()))
+        assert new
+        await second.tick()
+        assert [(c, p) for c, p, _ in after.sent[4:]] == [("voice", HELPER)]
+        async with restarted_db.session() as session:
+            old = await session.get(Alert, alert.id)
+            fresh = await session.get(Alert, fall.id)
+        assert old is not None and fresh is not None
+        assert [s.notify for s in second.chain_of(old)] == ["helper", "village_team", "town_duty"]
+        assert [s.notify for s in second.chain_of(fresh)] == ["helper", "town_duty"]
+    finally:
+        await restarted_db.dispose()
+
+
+async def test_an_alert_raised_before_snapshots_existed_takes_the_live_chain_and_keeps_it(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import update
+
+    person_id = await _register(db, clock, monkeypatch)
+    notifier = RecordingNotifier()
+    service = _service(db, clock, notifier, escalation=_SECOND_CHAIN)
+    alert, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    assert alert.escalation_chain is not None, "a new alert carries its chain"
+    # What migration 0008 leaves on an alert that was open during the upgrade.
+    async with db.session() as session, session.begin():
+        await session.execute(update(Alert).values(escalation_chain=None))
+    await service.tick()
+    assert [(c, p) for c, p, _ in notifier.sent] == [("voice", HELPER)]
+    # From that step on its chain is written down: another file no longer moves it.
+    later = RecordingNotifier(sid_tag="Y")
+    restarted = _service(db, clock, later, escalation=_FIRST_CHAIN)
+    clock.advance(timedelta(minutes=30))
+    await restarted.tick()
+    assert [(c, p) for c, p, _ in later.sent] == [("voice", DUTY)]

@@ -1,25 +1,18 @@
-"""TwilioNotifier with the real twilio client against the local fake Twilio server.
-
-Also the TwiML for calls, and the fake's webhook helpers (signed as Twilio signs them).
-"""
+"""TwilioNotifier with the real twilio client against the local fake Twilio server, and
+our reading of what Twilio then posts back (as the fake posts it)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from urllib.parse import parse_qsl
 
-import httpx
 import pytest
 
+from alerts.channels.twilio.webhooks import InboundSms, StatusReport
 from alerts.notifiers import DeliveryError, Notifier, TwilioNotifier
-from alerts.signatures import verify_twilio_signature
 from alerts.templates import render
-from alerts.twiml import call_twiml, gather_reply_twiml
-from tests.fakes.fake_twilio import FakeTwilio, post_signed, post_signed_sync
+from tests.fakes.fake_twilio import FakeTwilio
 
 OUR_NUMBER = "+15005550006"
 HELPER = "+8613700000001"
@@ -273,179 +266,23 @@ async def test_the_loop_keeps_running_during_a_send(
     assert max(gaps) < 0.2
 
 
-# -- the fake's waiting helpers ---------------------------------------------------------------
+# -- what Twilio posts back ------------------------------------------------------------------
 
 
-async def test_wait_for_async_sees_a_send_in_flight(
+async def test_what_twilio_posts_back_reads_as_a_reply_and_as_status_reports(
     fake: FakeTwilio, notifier: TwilioNotifier
 ) -> None:
-    fake.set_delay(0.1)
-    task = asyncio.create_task(notifier.send_sms(HELPER, "x"))
-    await fake.wait_for_async(lambda: len(fake.messages) == 1, timeout=3)
-    await task
+    sms = await notifier.send_sms(HELPER, "x")
+    call = await notifier.place_call(HELPER, speech="x", twiml_url=TWIML_URL)
 
+    reply = InboundSms.parse(fake.inbound_sms_params(HELPER, "A7K2"))
+    assert reply == InboundSms(HELPER, "A7K2")
 
-async def test_wait_for_times_out_with_an_assertion(fake: FakeTwilio) -> None:
-    with pytest.raises(AssertionError, match="not met"):
-        fake.wait_for(lambda: bool(fake.messages), timeout=0.05)
-    with pytest.raises(AssertionError, match="not met"):
-        await fake.wait_for_async(lambda: bool(fake.calls), timeout=0.05)
+    answered = StatusReport.parse(fake.call_status_params(fake.calls[0], "completed", duration=42))
+    assert answered == StatusReport(call.sid, "completed", None)
+    undelivered = fake.message_status_params(fake.messages[0], "undelivered", error_code=30003)
+    assert StatusReport.parse(undelivered) == StatusReport(sms.sid, "undelivered", "30003")
 
-
-def test_wait_for_wakes_on_a_request_from_another_thread(fake: FakeTwilio) -> None:
-    notifier = TwilioNotifier(fake.account_sid, fake.auth_token, OUR_NUMBER, api_base=fake.base_url)
-    fake.set_delay(0.1)
-    thread = threading.Thread(target=lambda: asyncio.run(notifier.send_sms(HELPER, "x")))
-    thread.start()
-    try:
-        fake.wait_for(lambda: len(fake.messages) == 1, timeout=5)
-    finally:
-        thread.join(timeout=5)
-
-
-# -- Twilio calling our webhooks ----------------------------------------------------------------
-
-
-async def test_post_signed_sends_a_signature_the_app_accepts(
-    fake: FakeTwilio, notifier: TwilioNotifier
-) -> None:
-    await notifier.send_sms(HELPER, "x", status_callback=STATUS_URL)
-    seen: list[httpx.Request] = []
-
-    def app(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    params = fake.message_status_params(fake.messages[0], "delivered")
-    async with httpx.AsyncClient(transport=httpx.MockTransport(app)) as client:
-        response = await fake.post_signed(STATUS_URL, params, client=client)
-
-    assert response.status_code == 204
-    [request] = seen
-    form = dict(parse_qsl(request.content.decode()))
-    assert form["MessageStatus"] == "delivered"
-    assert form["MessageSid"] == fake.messages[0]["sid"]
-    signature = request.headers["X-Twilio-Signature"]
-    assert verify_twilio_signature(fake.auth_token, STATUS_URL, form, signature)
-    assert not verify_twilio_signature("other", STATUS_URL, form, signature)
-
-
-async def test_post_signed_can_sign_the_public_url_while_sending_elsewhere() -> None:
-    seen: list[httpx.Request] = []
-
-    def app(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
-
-    params = {"From": HELPER, "Body": "1"}
-    async with httpx.AsyncClient(transport=httpx.MockTransport(app)) as client:
-        await post_signed(
-            "http://testserver/twilio/sms",
-            params,
-            "tok",
-            sign_url=f"{PUBLIC}/twilio/sms",
-            client=client,
-        )
-    signature = seen[0].headers["X-Twilio-Signature"]
-    assert verify_twilio_signature("tok", f"{PUBLIC}/twilio/sms", params, signature)
-    assert not verify_twilio_signature("tok", "http://testserver/twilio/sms", params, signature)
-
-
-def test_post_signed_sync_signs_too() -> None:
-    seen: list[httpx.Request] = []
-
-    def app(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
-
-    params = {"Digits": "1"}
-    with httpx.Client(transport=httpx.MockTransport(app)) as client:
-        post_signed_sync(f"{PUBLIC}/twilio/voice/t/gather", params, "tok", client=client)
-    signature = seen[0].headers["X-Twilio-Signature"]
-    assert verify_twilio_signature("tok", f"{PUBLIC}/twilio/voice/t/gather", params, signature)
-
-
-async def test_webhook_parameter_builders_use_twilios_field_names(
-    fake: FakeTwilio, notifier: TwilioNotifier
-) -> None:
-    await notifier.send_sms(HELPER, "x")
-    await notifier.place_call(HELPER, speech="x", twiml_url=TWIML_URL)
-    call = fake.calls[0]
-
-    inbound = fake.inbound_sms_params(HELPER, "A7K2")
-    assert inbound["From"] == HELPER
-    assert inbound["To"] == OUR_NUMBER
-    assert inbound["Body"] == "A7K2"
-    assert inbound["MessageSid"].startswith("SM")
-
-    gather = fake.gather_params(call, "1")
-    assert gather["CallSid"] == call["sid"]
-    assert gather["Digits"] == "1"
-    assert gather["To"] == HELPER
-
-    status = fake.call_status_params(call, "completed", duration=42)
-    assert status["CallStatus"] == "completed"
-    assert status["CallDuration"] == "42"
-
-    failed = fake.message_status_params(fake.messages[0], "undelivered", error_code=30003)
-    assert failed["ErrorCode"] == "30003"
-
+    assert fake.gather_params(fake.calls[0], "1")["Digits"] == "1"
     with pytest.raises(ValueError, match="nothing was sent"):
         fake.inbound_sms_params("+8613900000009", "1")
-
-
-# -- TwiML ----------------------------------------------------------------------------------
-
-
-def _parse(xml: str) -> ET.Element:
-    return ET.fromstring(xml.encode())
-
-
-def test_call_twiml_says_it_twice_in_mandarin_inside_a_one_key_gather() -> None:
-    speech = render("sos_alert", "voice", SOS_PARAMS)
-    action = f"{TWIML_URL}/gather"
-
-    root = _parse(call_twiml(speech, action))
-
-    assert root.tag == "Response"
-    gathers = root.findall("Gather")
-    assert len(gathers) == 2
-    for gather in gathers:
-        assert gather.attrib == {
-            "numDigits": "1",
-            "action": action,
-            "method": "POST",
-            "timeout": "8",
-        }
-        [say] = list(gather)
-        assert say.tag == "Say"
-        assert say.attrib["language"] == "zh-CN"
-        assert say.text == speech
-    assert [child.tag for child in root] == ["Gather", "Gather", "Hangup"]
-
-
-def test_call_twiml_repeat_and_voice() -> None:
-    root = _parse(call_twiml("收到请按1", "https://x/g", repeat=3, voice="Polly.Zhiyu"))
-    says = root.findall("Gather/Say")
-    assert len(says) == 3
-    assert {say.attrib["voice"] for say in says} == {"Polly.Zhiyu"}
-    with pytest.raises(ValueError, match="repeat"):
-        call_twiml("x", "https://x/g", repeat=0)
-
-
-def test_call_twiml_escapes_xml() -> None:
-    xml = call_twiml("张三<&>", "https://x/g?a=1&b=2")
-    root = _parse(xml)
-    assert root.find("Gather/Say") is not None
-    assert root.findall("Gather")[0].attrib["action"] == "https://x/g?a=1&b=2"
-    assert "<&>" not in xml
-
-
-def test_gather_reply_says_and_hangs_up() -> None:
-    speech = render("ack_confirm", "voice", {})
-    root = _parse(gather_reply_twiml(speech))
-    assert [child.tag for child in root] == ["Say", "Hangup"]
-    say = root.find("Say")
-    assert say is not None
-    assert say.attrib["language"] == "zh-CN"
-    assert say.text == speech

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from alerts.signatures import sign, verify_twilio_signature
+from alerts.channels.twilio.signatures import sign, verify_twilio_signature
 
 TOKEN = "12345"
 URL = "https://homewatch.example.cn/twilio/voice/tok123/gather?attempt=1"

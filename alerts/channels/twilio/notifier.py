@@ -98,7 +98,7 @@ class TwilioNotifier:
         """Create a Call (``POST …/Calls.json``); Twilio fetches ``twiml_url`` (POST) on answer.
 
         ``speech`` is not sent: Twilio gets the same text as TwiML from ``twiml_url``, where
-        the ``<Gather>`` that takes key 1 lives (:func:`alerts.twiml.call_twiml`).
+        the ``<Gather>`` that takes key 1 lives (:func:`alerts.channels.twilio.twiml.call_twiml`).
 
         Raises:
             DeliveryError: Twilio refused it or could not be reached.
