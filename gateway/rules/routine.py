@@ -7,23 +7,37 @@ hour of the local day*, and says when the current silence has become unusual.
 
 What is learned. Every sign of life ends a silence that began at the previous one. For each
 local day and hour-of-day slot the model keeps the longest silence that *began* in that hour
-("silences starting at 10:xx lasted at most 50 minutes that day"; those starting at 21:xx,
-the night, ten hours), separately for silences that began when somebody went *out* of the
-front door (the last sign of life was a door) and silences *inside* (the last sign of life
-was movement in the house): a resident who walked out to the fields is not a resident lying
-on the kitchen floor. The threshold for a silence is a high quantile of those per-day values
-for its starting hour and kind over the last ``history`` days, widened by ``factor`` and
-``margin``, smoothed with the neighbouring hours, and bounded by ``min_quiet`` and
-``max_quiet``. A silence becomes an alert when it outlasts its threshold; where the home's
-history has too few silences of that kind and hour, the fixed windows decide. From the
-evening on an early night is no alarm: the model also learns when the night's silence usually
-ends, and waits for that time plus ``margin`` ("通常 07:40 前有活动，现在 08:10 仍无活动").
+("silences starting at 10:xx lasted at most 50 minutes that day"), separately for silences
+that began when somebody went *out* of the front door and silences *inside*. The threshold
+for a silence indoors is a high quantile of those per-day values for its starting hour over
+the last ``history`` days, widened by ``factor`` and ``margin``, smoothed with the
+neighbouring hours, and bounded by ``min_quiet`` and ``max_quiet``; where the home's history
+has too few silences of that kind and hour, the fixed windows decide.
+
+The door. A passage through the front door (open and shut within :data:`_PASSAGE`) after
+movement indoors is somebody going out; the next passage with no movement between is
+somebody coming back in. While the house is taken to be empty (out, no movement since) a
+silence is no alarm until ``out_max``: the fields, the market and unmarked nights away were
+most of the fixed timers' false alarms, and the sensors cannot see a resident who is out.
+Coming back in (the second passage) is judged as a silence indoors, so that a resident who
+falls in the doorway before any PIR sees them is not waited out.
+
+The night. The night's sleep (a silence of three hours or more starting 18:00-03:59 and
+ending before noon) is learned as a bedtime and a wake-up, not as a silence of its starting
+hour. From the evening on, a silence whose indoor threshold would run out before even the
+earliest usual bedtime alerts then (a fall after supper is found that evening); otherwise an
+early night is no alarm, and the question becomes whether the resident is up by the time
+they usually are plus ``margin`` ("通常 07:40 前有活动，现在 09:10 仍无活动").
 
 Why it cannot be taught to wait for ever:
 
 * A high quantile, not the maximum: a few illness days, a visitor or an odd nap in a month
   are the top values it ignores; a pattern has to recur to move it.
-* ``max_quiet`` caps every threshold, whatever the history says.
+* ``max_quiet`` caps every threshold indoors and ``out_max`` the wait for the door,
+  whatever the history says; outings are not learned into the indoor thresholds at all, so
+  a month of long market days cannot teach the model to wait on the kitchen floor.
+* Sleep is kept apart from the day: early nights and long lie-ins move the learned bedtime
+  and wake-up (a quantile of them), never the evening's or the morning's thresholds.
 * History is a sliding window: an illness week ages out after ``history`` days.
 * Marked away periods are not learned from (:meth:`RoutineModel.exclude`), nor are days on
   which an SOS or fall was raised (:meth:`RoutineModel.exclude_day`).
