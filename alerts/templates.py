@@ -35,6 +35,7 @@ __all__ = [
     "MissingParamsError",
     "Template",
     "UnknownTemplateError",
+    "alert_template",
     "format_people",
     "render",
     "sms_segments",
@@ -140,6 +141,19 @@ _ALL: tuple[Template, ...] = (
         "本人电话{phone}。请尽快电话联系或上门看看。",
         "关爱提醒。{village}{name}家中，从{since}起一直没有活动，地址{address}。",
         "{village}{name}家中长时间没有活动。请尽快联系或上门看看。",
+    ),
+    # The same alert when a learned routine decided: it says why ("通常 07:40 前有活动，现在
+    # 09:10 仍无活动"). A separate template, not an optional part of the one above: a carrier
+    # files each template with a fixed set of variables.
+    _alert(
+        "inactivity_alert_usual",
+        "No activity at home where there usually is by now (learned routine: ``usual_by``, "
+        "``now`` HH:MM); to helper.",
+        "关爱提醒：{village}{name}家中通常{usual_by}前有活动，现在{now}仍无活动。"
+        "地址{address}，本人电话{phone}。请尽快电话联系或上门看看。",
+        "关爱提醒。{village}{name}家中，平时{usual_by}前会有活动，现在{now}了还没有活动，"
+        "地址{address}。",
+        "{village}{name}家中{now}了还没有活动。请尽快联系或上门看看。",
     ),
     _alert(
         "door_open_night_alert",
@@ -248,6 +262,32 @@ ALERT_TEMPLATES: Mapping[str, str] = MappingProxyType(
         # message directly (AlertService.notify_town_duty).
     }
 )
+
+#: Alert template -> a variant that explains itself, used when the alert's parameters carry
+#: everything the variant names (an inactivity alert decided by a learned routine).
+_EXPLAINED: Mapping[str, str] = MappingProxyType({"inactivity_alert": "inactivity_alert_usual"})
+
+
+def alert_template(alert_type: str, params: Mapping[str, str]) -> str:
+    """The template announcing an alert of ``alert_type`` (SPEC §6), given its parameters:
+    the explaining variant when ``params`` has all it needs (``usual_by`` and ``now`` for
+    inactivity), else the plain one.
+
+    Raises:
+        UnknownTemplateError: No template for that alert type.
+    """
+    try:
+        name = ALERT_TEMPLATES[alert_type]
+    except KeyError:
+        raise UnknownTemplateError(f"no alert template for {alert_type!r}") from None
+    variant = _EXPLAINED.get(name)
+    if variant is not None:
+        template = TEMPLATES[variant]
+        needed = template.params("sms") | template.params("voice")
+        if all(params.get(key) for key in needed):
+            return variant
+    return name
+
 
 #: Alert type -> the short Chinese label used as ``what`` in ``taken``/``resolved``/``ack_confirm``.
 ALERT_TYPE_LABELS: Mapping[str, str] = MappingProxyType(

@@ -125,7 +125,7 @@ class LearnedRoutine(_Strict):
     #: Never alert sooner than this after the last sign of life...
     min_quiet: Duration = timedelta(hours=1)
     #: ...and never wait longer than this, however odd the home's history.
-    max_quiet: Duration = timedelta(hours=12)
+    max_quiet: Duration = timedelta(hours=16)
     #: Days of history the model looks back over (older days age out).
     history: Duration = timedelta(days=28)
     #: Fixed windows until the home has this many days of history.
@@ -134,12 +134,17 @@ class LearnedRoutine(_Strict):
     quantile: float = Field(default=0.95, gt=0.5, le=1)
     #: ...times this factor plus ``margin``.
     factor: float = Field(default=1.25, ge=1, le=4)
-    margin: Duration = timedelta(minutes=30)
+    margin: Duration = timedelta(minutes=90)
+    #: Out of the front door with no movement indoors since: the house is taken as empty,
+    #: and the alert waits this long for somebody to come back through the door.
+    out_max: Duration = timedelta(hours=24)
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> LearnedRoutine:
         if self.min_quiet >= self.max_quiet:
             raise ValueError("min_quiet must be shorter than max_quiet")
+        if self.out_max < self.min_quiet:
+            raise ValueError("out_max must not be shorter than min_quiet")
         if self.history < timedelta(days=self.min_days):
             raise ValueError("history must cover at least min_days")
         return self

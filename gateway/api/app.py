@@ -15,6 +15,7 @@ from gateway.api import (
     routes_twilio,
     routes_visits,
     routes_watch,
+    routes_whatif,
 )
 from gateway.api.deps import ApiContext
 from gateway.api.docs import install_offline_docs
@@ -45,6 +46,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(routes_aliyun.router)
     app.include_router(routes_watch.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_whatif.router)
     # The operator console (SPEC §9): `/`, `/login`, `/wall` and the other pages.
     install_console(app)
     return app

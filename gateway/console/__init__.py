@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from gateway.console import alert_detail, board, homes, login, paperwork, visits, wall
+from gateway.console import alert_detail, board, homes, login, paperwork, visits, wall, whatif_page
 from gateway.console.web import CsrfRefusedError, LoginRequiredError, Page
 
 __all__ = ["install_console"]
@@ -23,6 +23,7 @@ def install_console(app: FastAPI) -> None:
     app.include_router(visits.router)
     app.include_router(wall.router)
     app.include_router(paperwork.router)
+    app.include_router(whatif_page.router)
     app.mount(
         "/console-static",
         StaticFiles(packages=[("gateway.console", "static")]),

@@ -31,6 +31,7 @@ __all__ = [
     "InactivityDue",
     "QuietFacts",
     "door_open_deadline",
+    "explanation_times",
     "in_window",
     "inactivity_deadline",
     "inactivity_detail",
@@ -144,7 +145,8 @@ def inactivity_due(
     """The fixed windows, or the home's learned routine once it has enough history."""
     baseline = facts.baseline
     if routine is not None and rule.learned.enabled:
-        learned = routine.deadline(baseline, factor=factor)
+        checked = facts.last_closed is not None and baseline == facts.last_closed
+        learned = routine.deadline(baseline, factor=factor, checked=checked)
         if learned is not None:
             return InactivityDue(learned.at, baseline, learned.usual_by)
     return InactivityDue(inactivity_deadline(baseline, rule, tz, factor=factor), baseline)
@@ -158,12 +160,21 @@ def inactivity_detail(due: InactivityDue, now: datetime, tz: ZoneInfo) -> dict[s
         "last_activity_at": due.baseline.isoformat(),
     }
     if due.usual_by is not None:
-        usual = due.usual_by.astimezone(tz).strftime("%H:%M")
+        usual, at = explanation_times(due.usual_by, now, tz)
         detail["usual_by"] = usual
-        detail["explanation"] = (
-            f"通常 {usual} 前有活动，现在 {now.astimezone(tz).strftime('%H:%M')} 仍无活动"
-        )
+        detail["now"] = at
+        detail["explanation"] = f"通常 {usual} 前有活动，现在 {at} 仍无活动"
     return detail
+
+
+def explanation_times(usual_by: datetime, now: datetime, tz: ZoneInfo) -> tuple[str, str]:
+    """``usual_by`` and ``now`` as the short local times an alert's explanation and its
+    ``inactivity_alert_usual`` template carry (HH:MM; a day apart: 3月5日07:40)."""
+    usual, at = usual_by.astimezone(tz), now.astimezone(tz)
+    usual_text = usual.strftime("%H:%M")
+    if usual.date() != at.date():
+        usual_text = f"{usual.month}月{usual.day}日{usual_text}"
+    return usual_text, at.strftime("%H:%M")
 
 
 def offline_since(

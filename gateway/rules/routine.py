@@ -7,23 +7,37 @@ hour of the local day*, and says when the current silence has become unusual.
 
 What is learned. Every sign of life ends a silence that began at the previous one. For each
 local day and hour-of-day slot the model keeps the longest silence that *began* in that hour
-("silences starting at 10:xx lasted at most 50 minutes that day"; those starting at 21:xx,
-the night, ten hours), separately for silences that began when somebody went *out* of the
-front door (the last sign of life was a door) and silences *inside* (the last sign of life
-was movement in the house): a resident who walked out to the fields is not a resident lying
-on the kitchen floor. The threshold for a silence is a high quantile of those per-day values
-for its starting hour and kind over the last ``history`` days, widened by ``factor`` and
-``margin``, smoothed with the neighbouring hours, and bounded by ``min_quiet`` and
-``max_quiet``. A silence becomes an alert when it outlasts its threshold; where the home's
-history has too few silences of that kind and hour, the fixed windows decide. From the
-evening on an early night is no alarm: the model also learns when the night's silence usually
-ends, and waits for that time plus ``margin`` ("通常 07:40 前有活动，现在 08:10 仍无活动").
+("silences starting at 10:xx lasted at most 50 minutes that day"), separately for silences
+that began when somebody went *out* of the front door and silences *inside*. The threshold
+for a silence indoors is a high quantile of those per-day values for its starting hour over
+the last ``history`` days, widened by ``factor`` and ``margin``, smoothed with the
+neighbouring hours, and bounded by ``min_quiet`` and ``max_quiet``; where the home's history
+has too few silences of that kind and hour, the fixed windows decide.
+
+The door. A passage through the front door (open and shut within :data:`_PASSAGE`) after
+movement indoors is somebody going out; the next passage with no movement between is
+somebody coming back in. While the house is taken to be empty (out, no movement since) a
+silence is no alarm until ``out_max``: the fields, the market and unmarked nights away were
+most of the fixed timers' false alarms, and the sensors cannot see a resident who is out.
+Coming back in (the second passage) is judged as a silence indoors, so that a resident who
+falls in the doorway before any PIR sees them is not waited out.
+
+The night. The night's sleep (a silence of three hours or more starting 18:00-03:59 and
+ending before noon) is learned as a bedtime and a wake-up, not as a silence of its starting
+hour. From the evening on, a silence whose indoor threshold would run out before even the
+earliest usual bedtime alerts then (a fall after supper is found that evening); otherwise an
+early night is no alarm, and the question becomes whether the resident is up by the time
+they usually are plus ``margin`` ("通常 07:40 前有活动，现在 09:10 仍无活动").
 
 Why it cannot be taught to wait for ever:
 
 * A high quantile, not the maximum: a few illness days, a visitor or an odd nap in a month
   are the top values it ignores; a pattern has to recur to move it.
-* ``max_quiet`` caps every threshold, whatever the history says.
+* ``max_quiet`` caps every threshold indoors and ``out_max`` the wait for the door,
+  whatever the history says; outings are not learned into the indoor thresholds at all, so
+  a month of long market days cannot teach the model to wait on the kitchen floor.
+* Sleep is kept apart from the day: early nights and long lie-ins move the learned bedtime
+  and wake-up (a quantile of them), never the evening's or the morning's thresholds.
 * History is a sliding window: an illness week ages out after ``history`` days.
 * Marked away periods are not learned from (:meth:`RoutineModel.exclude`), nor are days on
   which an SOS or fall was raised (:meth:`RoutineModel.exclude_day`).
@@ -42,7 +56,7 @@ Pure: fed signs of life in time order; no storage, no clock of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.config import LearnedRoutine
@@ -50,34 +64,34 @@ from gateway.config import LearnedRoutine
 __all__ = ["LearnedDeadline", "RoutineModel"]
 
 _SLOTS = 24
-_INSIDE, _OUT, _ANY = 0, 1, 2
+#: Contexts of a silence: how the last sign of life before it came.
+_INSIDE, _OUT, _ANY = "inside", "out", "any"
 #: A silence of at least this long beginning in these local hours is the night's sleep; its
 #: end is the morning's first sign of life.
 _NIGHT_START = frozenset({18, 19, 20, 21, 22, 23, 0, 1, 2, 3})
 _SLEEP_MINUTES = 180.0
 #: ...and it ends in the morning (an evening silence ending at ten at night is not a wake-up).
-_MORNING = frozenset(range(3, 13))
+_MORNING = frozenset(range(4, 13))
 #: Outings start whenever the day allows; their lengths are pooled over this many hours
 #: either side of the starting hour (a market trip at 07:50 and one at 08:10 are alike).
 _OUT_POOL = 2
 #: A slot needs this many days with a value before its own context is trusted; otherwise
 #: the threshold of all silences at that hour is used.
 _MIN_VALUES = 3
-
-
-def _empty_slots() -> tuple[list[float | None], list[float | None], list[float | None]]:
-    return ([None] * _SLOTS, [None] * _SLOTS, [None] * _SLOTS)
+#: Door changes this close together are one passage through the door (opened, then shut).
+_PASSAGE = timedelta(minutes=5)
 
 
 @dataclass(slots=True)
 class _Day:
-    #: Longest silence in progress during each local hour, in minutes, per context; None
-    #: where the hour saw no silence of that context.
-    slots: tuple[list[float | None], list[float | None], list[float | None]] = field(
-        default_factory=_empty_slots
-    )
+    #: Longest silence that began in each local hour, in minutes, per context; None where
+    #: the hour saw no silence of that context. The night's sleep is not among them.
+    slots: dict[str, list[float | None]] = field(default_factory=dict)
     #: When the night's sleep ended (minutes after local midnight), if it did that day.
     wake: float | None = None
+    #: When the night's sleep began (minutes after this day's local midnight; after
+    #: midnight counts on, 25:00), if it did that evening.
+    bed: float | None = None
     excluded: bool = False
 
 
@@ -94,10 +108,13 @@ class LearnedDeadline:
 class _Table:
     days: int
     #: Per context, per slot: alert threshold and raw quantile, in minutes (None: unknown).
-    threshold: tuple[tuple[float | None, ...], ...]
-    usual: tuple[tuple[float | None, ...], ...]
+    threshold: dict[str, tuple[float | None, ...]]
+    usual: dict[str, tuple[float | None, ...]]
     #: The latest usual end of the night (minutes after local midnight), if known.
     wake: float | None
+    #: The earliest usual start of the night (minutes after local midnight, 25:00 after
+    #: midnight), if known.
+    bed: float | None
 
 
 class RoutineModel:
@@ -107,7 +124,11 @@ class RoutineModel:
         self.tz = tz
         self.rule = rule
         self.last_at: datetime | None = None
+        #: The home is taken to be empty: the last sign of life was the front door and no
+        #: movement indoors has followed, and that door was somebody going *out* (the
+        #: passage before it was not an outing's start).
         self.last_out = False
+        self._last_door: datetime | None = None
         self._days: dict[date, _Day] = {}
         self._censor_at: datetime | None = None
         self._away: list[tuple[datetime, datetime]] = []
@@ -116,7 +137,13 @@ class RoutineModel:
     # -- learning -----------------------------------------------------------------------
 
     def observe(self, at: datetime, *, left_home: bool) -> None:
-        """A sign of life at ``at``; ``left_home``: it was the front door (going out)."""
+        """A sign of life at ``at``; ``left_home``: it was the front door.
+
+        A door is a passage one way or the other: the first passage after movement indoors
+        is somebody going out, the next one (with no movement between) somebody coming
+        back in. Door changes within :data:`_PASSAGE` of each other are one passage (open,
+        then shut behind).
+        """
         last = self.last_at
         if last is not None and at < last:
             return  # a late report from a device with a slow clock: nothing new
@@ -124,8 +151,17 @@ class RoutineModel:
             end = at if self._censor_at is None else min(at, self._censor_at)
             if not self._in_away(last, at):
                 self._record(last, end, out=self.last_out)
+        if left_home:
+            same_passage = self._last_door is not None and at - self._last_door <= _PASSAGE
+            if not same_passage:
+                # Out through the door, or (after an outing with no movement since) back in.
+                came_back = self.last_out and self._last_door is not None
+                self.last_out = not came_back
+            self._last_door = at
+        else:
+            self.last_out = False
+            self._last_door = None
         self.last_at = at
-        self.last_out = left_home
         self._censor_at = None
 
     def censor(self, at: datetime) -> None:
@@ -152,22 +188,35 @@ class RoutineModel:
 
     def _record(self, start: datetime, end: datetime, *, out: bool) -> None:
         local = start.astimezone(self.tz)
-        day = self._days.get(local.date())
-        if day is None:
-            day = self._days[local.date()] = _Day()
         minutes = (end - start).total_seconds() / 60
         woke = end.astimezone(self.tz)
-        if local.hour in _NIGHT_START and minutes >= _SLEEP_MINUTES and woke.hour in _MORNING:
-            woke_day = self._days.get(woke.date())
-            if woke_day is None:
-                woke_day = self._days[woke.date()] = _Day()
-            woke_day.wake = woke.hour * 60 + woke.minute
-        for index in (_OUT if out else _INSIDE, _ANY):
-            values = day.slots[index]
+        if local.hour in _NIGHT_START and minutes >= _SLEEP_MINUTES and woke.hour < 13:
+            # The night's sleep (or its part before a trip to the toilet): learned as a
+            # bedtime and a wake-up, not as a silence of its starting hour (an early night
+            # says nothing about an evening's gaps).
+            if woke.hour in _MORNING:
+                self._day(woke.date()).wake = woke.hour * 60 + woke.minute
+            evening = local.date() if local.hour >= 12 else local.date() - timedelta(days=1)
+            night = self._day(evening)
+            bed = (local - datetime.combine(evening, time(0), self.tz)).total_seconds() / 60
+            night.bed = bed if night.bed is None else min(night.bed, bed)
+            self._invalidate(evening)
+            return
+        day = self._day(local.date())
+        for context in (_ANY, _OUT if out else _INSIDE):
+            values = day.slots.get(context)
+            if values is None:
+                values = day.slots[context] = [None] * _SLOTS
             current = values[local.hour]
             if current is None or minutes > current:
                 values[local.hour] = minutes
         self._invalidate(local.date())
+
+    def _day(self, when: date) -> _Day:
+        day = self._days.get(when)
+        if day is None:
+            day = self._days[when] = _Day()
+        return day
 
     def _invalidate(self, changed: date) -> None:
         """Forget the tables that read the day that changed (those of later days)."""
@@ -184,33 +233,50 @@ class RoutineModel:
         """Enough history to replace the fixed windows for a silence starting at ``moment``."""
         return self._table(moment.astimezone(self.tz).date()).days >= self.rule.min_days
 
-    def deadline(self, baseline: datetime, *, factor: float = 1.0) -> LearnedDeadline | None:
+    def deadline(
+        self, baseline: datetime, *, factor: float = 1.0, checked: bool = False
+    ) -> LearnedDeadline | None:
         """When silence since ``baseline`` becomes unusual; None until :meth:`ready`, or
         where the history knows too few silences starting at that hour.
 
-        ``factor`` < 1 (the town's emergency mode) tightens the threshold.
+        ``factor`` < 1 (the town's emergency mode) tightens the threshold. ``checked``: the
+        silence goes on after an inactivity alert was closed at ``baseline`` (somebody
+        looked): it is judged as the silence it continues (indoors, or out of the house),
+        counted from the check.
         """
         local = baseline.astimezone(self.tz)
         table = self._table(local.date())
         if table.days < self.rule.min_days:
             return None
-        if self.last_at is not None and baseline == self.last_at:
-            context = _OUT if self.last_out else _INSIDE
-        else:
-            context = _ANY  # counting from a return, a closed alert or the start
-        threshold = _pick(table.threshold, context, local.hour)
-        if threshold is None:
+        continues = self.last_at is not None and (baseline == self.last_at or checked)
+        if continues and self.last_out:
+            # Out of the door and no movement indoors since: the house is empty, and a
+            # resident lying on the kitchen floor is not what the silence means. Wait for
+            # the door (any sign of life ends this), up to ``out_max``.
+            usual = _pick(table.usual, (_OUT,), local.hour)
+            usual_by = baseline + timedelta(minutes=usual or 0.0)
+            return LearnedDeadline(baseline + self.rule.out_max * factor, usual_by)
+        # Counting from a return from a marked absence, or the start: any silence.
+        chain = (_INSIDE, _ANY) if continues else (_ANY,)
+        threshold = _pick(table.threshold, chain, local.hour)
+        usual = _pick(table.usual, chain, local.hour)
+        night = local.hour in _NIGHT_START and table.wake is not None
+        if threshold is None and not night:
             return None
-        usual = _pick(table.usual, context, local.hour) or 0.0
-        due = baseline + timedelta(minutes=threshold) * factor
-        usual_by = baseline + timedelta(minutes=usual)
-        if local.hour in _NIGHT_START and table.wake is not None:
-            # An early night is not an emergency: from the evening on, the question is
-            # whether the resident is up by the time they usually are ("通常 07:40 前有活动").
-            woke = _next_time_of_day(local, table.wake)
-            morning = woke + self.rule.margin * factor
-            if morning > due:
-                due, usual_by = morning, woke
+        due = baseline + timedelta(minutes=threshold or 0.0) * factor
+        usual_by = baseline + timedelta(minutes=usual or 0.0)
+        if night and table.wake is not None:
+            bedtime = _bedtime(local, table.bed)
+            if threshold is None or bedtime is None or due > bedtime:
+                # The silence may be the night: an early night is not an emergency, the
+                # question is whether the resident is up by the time they usually are
+                # ("通常 07:40 前有活动"). Before even their earliest usual bedtime, an
+                # evening's silence is judged as any other (a fall after supper is found
+                # that evening, not the next morning).
+                woke = _next_time_of_day(local, table.wake)
+                morning = woke + self.rule.margin * factor
+                if threshold is None or morning > due:
+                    due, usual_by = morning, woke
         return LearnedDeadline(min(due, baseline + self.rule.max_quiet * factor), usual_by)
 
     def _table(self, today: date) -> _Table:
@@ -226,20 +292,23 @@ class RoutineModel:
             for when, day in self._days.items()
             if first <= when < today
             and not day.excluded
-            and any(v is not None for v in day.slots[_ANY])
+            and (day.slots or day.wake is not None or day.bed is not None)
         ]
         rule = self.rule
         low = rule.min_quiet.total_seconds() / 60
         high = rule.max_quiet.total_seconds() / 60
         margin = rule.margin.total_seconds() / 60
-        thresholds: list[tuple[float | None, ...]] = []
-        usuals: list[tuple[float | None, ...]] = []
-        for context in (_INSIDE, _OUT, _ANY):
+        thresholds: dict[str, tuple[float | None, ...]] = {}
+        usuals: dict[str, tuple[float | None, ...]] = {}
+        for context in sorted({context for day in days for context in day.slots}):
             usual: list[float | None] = []
             pool = _OUT_POOL if context == _OUT else 0
             for hour in range(_SLOTS):
                 values = [
-                    v for d in days if (v := _pooled(d.slots[context], hour, pool)) is not None
+                    v
+                    for d in days
+                    if context in d.slots
+                    and (v := _pooled(d.slots[context], hour, pool)) is not None
                 ]
                 usual.append(
                     _quantile(values, rule.quantile) if len(values) >= _MIN_VALUES else None
@@ -254,15 +323,17 @@ class RoutineModel:
                 around = [
                     v for v in (raw[hour - 1], here, raw[(hour + 1) % _SLOTS]) if v is not None
                 ]
-                # Smoothing only ever widens: a silence starting at 20:50 is not much
-                # different from one starting at 21:05, the usual bedtime.
+                # Smoothing only ever widens: a silence starting at 14:50 is not much
+                # different from one starting at 15:05, the usual nap.
                 value = max(here, sum(around) / len(around))
                 smoothed.append(min(high, max(low, value)))
-            thresholds.append(tuple(smoothed))
-            usuals.append(tuple(usual))
+            thresholds[context] = tuple(smoothed)
+            usuals[context] = tuple(usual)
         wakes = [day.wake for day in days if day.wake is not None]
         wake = _quantile(wakes, rule.quantile) if len(wakes) >= _MIN_VALUES else None
-        return _Table(len(days), tuple(thresholds), tuple(usuals), wake)
+        beds = [day.bed for day in days if day.bed is not None]
+        bed = _quantile(beds, 1 - rule.quantile) if len(beds) >= _MIN_VALUES else None
+        return _Table(len(days), thresholds, usuals, wake, bed)
 
 
 def _pooled(values: list[float | None], hour: int, pool: int) -> float | None:
@@ -283,9 +354,24 @@ def _next_time_of_day(after: datetime, minutes: float) -> datetime:
     return moment
 
 
-def _pick(table: tuple[tuple[float | None, ...], ...], context: int, hour: int) -> float | None:
-    own = table[context][hour]
-    return own if own is not None else table[_ANY][hour]
+def _pick(
+    table: dict[str, tuple[float | None, ...]], chain: tuple[str, ...], hour: int
+) -> float | None:
+    """The first context in ``chain`` whose history knows silences starting at ``hour``."""
+    for context in chain:
+        values = table.get(context)
+        if values is not None and values[hour] is not None:
+            return values[hour]
+    return None
+
+
+def _bedtime(local: datetime, bed: float | None) -> datetime | None:
+    """The earliest usual bedtime of the night ``local`` (a local evening or small hours)
+    belongs to."""
+    if bed is None:
+        return None
+    evening = local.date() if local.hour >= 12 else local.date() - timedelta(days=1)
+    return datetime.combine(evening, time(0), local.tzinfo) + timedelta(minutes=bed)
 
 
 def _quantile(values: list[float], fraction: float) -> float:

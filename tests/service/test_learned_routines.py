@@ -17,7 +17,7 @@ from tests.helpers import register_yaml
 from tests.service.test_escalation import RecordingNotifier
 from tests.service.test_quiet_home import Home, P, _gateway
 
-LEARNED = {"learned": {"enabled": True, "min_days": 2}}
+LEARNED = {"learned": {"enabled": True, "min_days": 2, "margin": "30m"}}
 
 
 async def _home(db: Database, clock: ManualClock) -> Home:

@@ -78,6 +78,7 @@ POLICY: dict[str, frozenset[str] | str] = {
     "GET /api/v1/persons/{person_id}/away": ANY,
     "POST /api/v1/persons/{person_id}/away": ANY,
     "DELETE /api/v1/persons/{person_id}/away/{away_id}": ANY,
+    "GET /api/v1/whatif": ADMIN,
     "GET /api/v1/emergency-mode": ANY,
     "POST /api/v1/emergency-mode": ADMIN,
     "DELETE /api/v1/emergency-mode": ADMIN,

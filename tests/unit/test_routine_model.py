@@ -60,18 +60,43 @@ def test_a_silence_indoors_by_day_alerts_far_sooner_than_four_hours() -> None:
     model.observe(local(11, 10), left_home=False)
     learned = model.deadline(local(11, 10))
     assert learned is not None
-    # Half-hour gaps, widened by factor 1.25 and a 30 min margin.
-    assert learned.at == local(11, 10) + timedelta(minutes=30 * 1.25 + 30)
+    # Half-hour gaps, widened by factor 1.25 and a 90 min margin.
+    assert learned.at == local(11, 10) + timedelta(minutes=30 * 1.25 + 90)
     assert learned.usual_by == local(11, 10, 30)
 
 
-def test_going_out_is_judged_by_the_outings_not_by_the_house() -> None:
+def test_out_of_the_door_with_no_movement_since_waits_for_the_door() -> None:
+    model = trained()
+    model.observe(local(11, 12, 58), left_home=False)
+    model.observe(local(11, 13), left_home=True)
+    model.observe(local(11, 13, 1), left_home=True)  # shut behind: the same passage
+    learned = model.deadline(local(11, 13, 1))
+    assert learned is not None
+    # The house is empty: no alarm before out_max, however long the usual outing.
+    assert learned.at == local(11, 13, 1) + RULE.out_max
+    assert learned.usual_by == local(11, 16, 1)  # three-hour afternoons out
+
+
+def test_the_next_passage_through_the_door_is_somebody_coming_back_in() -> None:
     model = trained()
     model.observe(local(11, 13), left_home=True)
-    learned = model.deadline(local(11, 13))
+    model.observe(local(11, 16), left_home=True)  # back in; no movement seen yet
+    learned = model.deadline(local(11, 16))
     assert learned is not None
-    # Three-hour afternoons out: 3 h x 1.25 + 30 min.
-    assert learned.at == local(11, 17, 15)
+    # Judged as a silence indoors (fallen in the doorway), not as an outing.
+    assert learned.at == local(11, 16) + timedelta(minutes=30 * 1.25 + 90)
+
+
+def test_a_silence_after_a_closed_alert_is_judged_as_the_one_it_continues() -> None:
+    model = trained()
+    model.observe(local(11, 13), left_home=True)
+    checked = model.deadline(local(12, 13, 30), checked=True)
+    assert checked is not None
+    assert checked.at == local(12, 13, 30) + RULE.out_max  # still out: the door decides
+    model.observe(local(12, 17), left_home=False)
+    indoors = model.deadline(local(12, 18), checked=True)
+    assert indoors is not None
+    assert indoors.at == local(12, 18) + timedelta(minutes=30 * 1.25 + 90)
 
 
 def test_the_night_is_judged_by_the_usual_wake_up() -> None:
@@ -80,15 +105,27 @@ def test_the_night_is_judged_by_the_usual_wake_up() -> None:
     learned = model.deadline(local(11, 19))
     assert learned is not None
     assert learned.usual_by == local(12, 6)
-    assert learned.at == local(12, 6, 30)
+    assert learned.at == local(12, 7, 30)
+
+
+def test_an_evening_silence_long_before_the_usual_bedtime_is_not_the_night() -> None:
+    model = trained()  # in bed at 21:00 every night
+    model.observe(local(11, 17), left_home=False)  # a fall after an early supper
+    learned = model.deadline(local(11, 17))
+    assert learned is not None
+    assert learned.at == local(11, 17) + timedelta(minutes=30 * 1.25 + 90)
 
 
 def test_max_quiet_bounds_whatever_the_history_says() -> None:
-    model = trained(out=(7, 20))  # out all day, every day
-    model.observe(local(11, 7), left_home=True)
-    learned = model.deadline(local(11, 7))
+    model = RoutineModel(TZ, RULE)
+    for day in range(1, 11):  # still indoors from ten in the morning to eleven at night
+        model.observe(local(day, 6), left_home=False)
+        model.observe(local(day, 10), left_home=False)
+        model.observe(local(day, 23), left_home=False)
+    model.observe(local(11, 10), left_home=False)
+    learned = model.deadline(local(11, 10))
     assert learned is not None
-    assert learned.at == local(11, 7) + RULE.max_quiet
+    assert learned.at == local(11, 10) + RULE.max_quiet
 
 
 def test_an_alert_caps_what_a_long_silence_teaches() -> None:
@@ -103,7 +140,8 @@ def test_an_alert_caps_what_a_long_silence_teaches() -> None:
     model.observe(local(14, 6), left_home=False)
     learned = model.deadline(local(14, 6))
     assert learned is not None
-    assert learned.at - local(14, 6) <= timedelta(hours=2)
+    # Three one-hour values among ten half-hour ones: 60 min x 1.25 + 90 min, not 12 h.
+    assert learned.at - local(14, 6) <= timedelta(hours=3)
 
 
 def test_marked_absences_and_emergency_days_teach_nothing() -> None:
@@ -122,9 +160,10 @@ def test_the_alert_explains_itself_in_chinese() -> None:
     rule = InactivityRule(learned=RULE)
     facts = QuietFacts(last_activity=local(11, 19), created_at=local(1, 0))
     due = inactivity_due(facts, rule, TZ, routine=model)
-    assert due.at == local(12, 6, 30)
-    detail = inactivity_detail(due, local(12, 6, 31), TZ)
-    assert detail["explanation"] == "通常 06:00 前有活动，现在 06:31 仍无活动"
+    assert due.at == local(12, 7, 30)
+    detail = inactivity_detail(due, local(12, 7, 31), TZ)
+    assert detail["explanation"] == "通常 06:00 前有活动，现在 07:31 仍无活动"
+    assert detail["now"] == "07:31"
     assert detail["since"] == "19:00"
 
 

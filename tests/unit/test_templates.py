@@ -12,6 +12,7 @@ from alerts.templates import (
     Channel,
     MissingParamsError,
     UnknownTemplateError,
+    alert_template,
     format_people,
     render,
     sms_segments,
@@ -25,6 +26,8 @@ LONG_PARAMS: dict[str, str] = {
     "address": "坝芒村3组12号",
     "time": "23:45",
     "since": "12月31日23:45",
+    "usual_by": "12月30日07:40",
+    "now": "09:10",
     "phone": "+8613600000001",
     "code": "A7K2",
     "device": "门窗磁传感器",
@@ -208,6 +211,22 @@ def test_every_alert_type_has_a_template_and_a_label() -> None:
     assert set(ALERT_TYPE_LABELS) == alert_types | {"gateway_link"}
     for name in ALERT_TEMPLATES.values():
         assert set(TEMPLATES[name].channels) == {"sms", "voice"}
+
+
+def test_a_learned_routines_inactivity_alert_says_when_there_usually_is_activity() -> None:
+    explained = {**LONG_PARAMS, "usual_by": "07:40", "now": "09:10"}
+    assert alert_template("inactivity", explained) == "inactivity_alert_usual"
+    sms = render("inactivity_alert_usual", "sms", explained)
+    assert "坝芒村欧阳明家中通常07:40前有活动，现在09:10仍无活动" in sms
+    assert "回复1接单" in sms and "或回复A7K2" in sms
+    assert render("inactivity_alert_usual", "voice", explained).endswith("收到请按1。")
+    # Fixed windows (no usual time known): the plain text, as before.
+    plain = {k: v for k, v in explained.items() if k != "usual_by"}
+    assert alert_template("inactivity", plain) == "inactivity_alert"
+    assert alert_template("inactivity", {**explained, "usual_by": ""}) == "inactivity_alert"
+    assert alert_template("sos", explained) == "sos_alert"
+    with pytest.raises(UnknownTemplateError):
+        alert_template("no_such", explained)
 
 
 def test_registry_is_read_only() -> None:
