@@ -185,7 +185,7 @@ class Escalator:
                 # rather than re-claiming it on every pass.
                 log.error("alert %s last step (%s): nobody to notify", alert.code, step.notify)
             params = await self.recipients.params(session, alert)
-            template = self.recipients.template(alert, step)
+            template = self.recipients.template(alert, step, params)
             deliveries: list[tuple[Recipient, str]] = [
                 (r, channel) for r in recipients for channel in step.channels
             ]

@@ -8,6 +8,7 @@ alert is taken or closed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alerts.channels.dispatch import ROBOT_CHANNEL
 from alerts.channels.team_robot import ROBOT_ROLE, village_has_robot
 from alerts.outbox import Recipient, enqueue
-from alerts.templates import ALERT_TEMPLATES
+from alerts.templates import alert_template
 from alerts.types import ALERT_LABELS, AlertGroup, AlertType
 from gateway.config import EscalationStep
 from gateway.storage.models import Alert, Helper, Notification, Person, TeamMember, Town, Village
@@ -86,10 +87,10 @@ class Recipients:
         return await village_has_robot(session, alert.person.village_id)
 
     @staticmethod
-    def template(alert: Alert, step: EscalationStep) -> str:
+    def template(alert: Alert, step: EscalationStep, params: Mapping[str, str]) -> str:
         if step.notify == "resident" and alert.group == AlertGroup.WELLBEING.value:
             return "inactivity_check"
-        return ALERT_TEMPLATES[alert.type]
+        return alert_template(alert.type, params)
 
     async def params(self, session: AsyncSession, alert: Alert) -> dict[str, str]:
         """The template parameters of ``alert`` (its ``person`` must be loaded)."""
@@ -112,6 +113,9 @@ class Recipients:
             "battery": alert.detail.get("battery", ""),
             "gateway": alert.detail.get("gateway", ""),
             "fault": alert.detail.get("fault_label", ""),
+            # A learned routine's reason (SPEC §6): "usually active by 07:40, not yet at 09:10".
+            "usual_by": alert.detail.get("usual_by", ""),
+            "now": alert.detail.get("now", ""),
         }
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "UnknownTemplateError",
     "alert_template",
     "format_people",
+    "plain_variant",
     "render",
     "sms_segments",
     "sms_units",
@@ -266,6 +267,13 @@ ALERT_TEMPLATES: Mapping[str, str] = MappingProxyType(
 #: Alert template -> a variant that explains itself, used when the alert's parameters carry
 #: everything the variant names (an inactivity alert decided by a learned routine).
 _EXPLAINED: Mapping[str, str] = MappingProxyType({"inactivity_alert": "inactivity_alert_usual"})
+_PLAIN: Mapping[str, str] = MappingProxyType({v: k for k, v in _EXPLAINED.items()})
+
+
+def plain_variant(name: str) -> str | None:
+    """The plain template an explaining variant stands in for, or None. A carrier account
+    need not file the variants: a provider without a code for one sends the plain text."""
+    return _PLAIN.get(name)
 
 
 def alert_template(alert_type: str, params: Mapping[str, str]) -> str:

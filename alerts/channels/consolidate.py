@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from alerts.channels.base import Outgoing
-from alerts.templates import ALERT_TEMPLATES
+from alerts.templates import ALERT_TEMPLATES, TEMPLATES, plain_variant
 from alerts.types import AlertStatus
 from gateway.clock import Clock
 from gateway.storage.db import Database
@@ -33,7 +33,7 @@ __all__ = [
 #: The template naming several alerts in one SMS.
 CONSOLIDATED_TEMPLATE = "alerts_open"
 #: Alert SMS that may be folded together (not the resident's own check, not replies).
-_FOLDABLE = frozenset(ALERT_TEMPLATES.values())
+_FOLDABLE = frozenset(ALERT_TEMPLATES.values()) | {t for t in TEMPLATES if plain_variant(t)}
 #: Two alerts fit one carrier variable (about 35 characters); a third goes on its own.
 _MAX_COMPANIONS = 1
 

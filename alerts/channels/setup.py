@@ -17,7 +17,7 @@ from alerts.channels.dispatch import ChannelDispatcher
 from alerts.channels.resolver import ChannelResolver
 from alerts.channels.team_robot import TeamRobots
 from alerts.notifiers.base import Notifier
-from alerts.templates import TEMPLATES
+from alerts.templates import TEMPLATES, plain_variant
 from gateway.clock import Clock
 from gateway.config import AliyunConfig, ChannelsConfig, ConfigError, Settings
 from gateway.storage.db import Database
@@ -51,7 +51,9 @@ def check_carrier_templates(channels: ChannelsConfig | None, aliyun: AliyunConfi
                 f"aliyun.{channel}.templates.{unknown[0]}: no message template of that name"
             )
         missing = [
-            t.name for t in TEMPLATES.values() if channel in t.channels and not filed.get(t.name)
+            t.name
+            for t in TEMPLATES.values()
+            if channel in t.channels and not filed.get(t.name) and plain_variant(t.name) is None
         ]
         if missing:
             raise ConfigError(

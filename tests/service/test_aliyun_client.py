@@ -125,3 +125,29 @@ async def test_a_template_without_code_is_refused_before_any_request(fake: FakeA
     with pytest.raises(DeliveryError, match="no template code"):
         await sms.send(_message())
     assert fake.refused == [] and fake.sms == []
+
+
+async def test_an_explained_alert_goes_as_the_plain_template_when_no_code_is_filed(
+    fake: FakeAliyun,
+) -> None:
+    """The learned-routine variant is optional for a town's carrier account: without its
+    own code the plain inactivity SMS goes, with exactly the plain template's parameters."""
+    codes = {"inactivity_alert": "SMS_100003"}
+    params = {**PARAMS, "since": "07:10", "usual_by": "07:40", "now": "09:10"}
+    plain = AliyunSms(_account(fake), fake.endpoint, "隘口镇民政办", codes)
+    explained = AliyunSms(
+        _account(fake),
+        fake.endpoint,
+        "隘口镇民政办",
+        {**codes, "inactivity_alert_usual": "SMS_100013"},
+    )
+    message = Outgoing(
+        42, "+8613700000001", "sms", "inactivity_alert_usual", params, "b", "t", "helper", "李四"
+    )
+    await plain.send(message)
+    await explained.send(message)
+    first, second = fake.sms
+    assert first["TemplateCode"] == "SMS_100003"
+    assert "usual_by" not in json.loads(first["TemplateParam"])
+    assert second["TemplateCode"] == "SMS_100013"
+    assert json.loads(second["TemplateParam"])["usual_by"] == "07:40"

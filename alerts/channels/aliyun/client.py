@@ -34,6 +34,7 @@ from darabonba.runtime import RuntimeOptions
 from alerts.channels.base import Outgoing
 from alerts.channels.carrier_texts import carrier_params
 from alerts.notifiers.base import Delivery, DeliveryError
+from alerts.templates import plain_variant
 
 __all__ = ["AliyunAccount", "AliyunSms", "AliyunVoice", "national_number"]
 
@@ -93,6 +94,14 @@ class _AliyunProvider:
 
     def __init__(self, templates: Mapping[str, str]) -> None:
         self.templates = dict(templates)
+
+    def _filed(self, template: str) -> str:
+        """``template``, or the plain text it explains when the account filed no code for
+        the explaining variant (carriers approve each template; a town may not have asked)."""
+        plain = plain_variant(template)
+        if plain is not None and not self.templates.get(template):
+            return plain
+        return template
 
     def _code(self, template: str) -> str:
         code = self.templates.get(template)
@@ -179,8 +188,10 @@ class AliyunSms(_AliyunProvider):
         request = sms_models.SendSmsRequest(
             phone_numbers=national_number(message.to),
             sign_name=self.sign_name,
-            template_code=self._code(message.template),
-            template_param=_json(carrier_params(message.template, "sms", message.params)),
+            template_code=self._code(self._filed(message.template)),
+            template_param=_json(
+                carrier_params(self._filed(message.template), "sms", message.params)
+            ),
             out_id=str(message.notification_id),
         )
         return await self._accepted(
@@ -228,8 +239,10 @@ class AliyunVoice(_AliyunProvider):
         request = voice_models.IvrCallRequest(
             called_number=national_number(message.to),
             called_show_number=self.called_show_number,
-            start_code=self._code(message.template),
-            start_tts_params=_json(carrier_params(message.template, "voice", message.params)),
+            start_code=self._code(self._filed(message.template)),
+            start_tts_params=_json(
+                carrier_params(self._filed(message.template), "voice", message.params)
+            ),
             menu_key_map=[
                 voice_models.IvrCallRequestMenuKeyMap(
                     key="1",
