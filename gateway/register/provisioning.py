@@ -28,6 +28,8 @@ from pydantic import ValidationError
 from yaml.constructor import SafeConstructor
 
 from gateway.config import RulesConfig
+from gateway.devices import default_topic
+from gateway.devices.vocabulary import DeviceKind, Protocol
 from gateway.register.idnumber import describe_problem
 from gateway.register.phones import normalize_phone
 from gateway.register.vocabulary import (
@@ -35,9 +37,7 @@ from gateway.register.vocabulary import (
     CATEGORY_LABELS,
     CareLevel,
     Category,
-    DeviceKind,
     Gender,
-    Protocol,
     Role,
 )
 
@@ -279,26 +279,6 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 _E = TypeVar("_E", bound=StrEnum)
-
-
-def _default_topic(protocol: Protocol, uid: str) -> str:
-    """Base topic a device gets when the file names none; only for the duplicate check.
-
-    The gateway's device package owns the real rule (and its configurable prefix); this
-    copy only has to be close enough to catch two devices sharing one topic.
-    """
-    match protocol:
-        case Protocol.NATIVE:
-            return f"homewatch/{uid}"
-        case Protocol.ZIGBEE2MQTT:
-            return f"zigbee2mqtt/{uid}"
-        case Protocol.TASMOTA:
-            return uid
-        case Protocol.SHELLY:
-            return f"shellies/{uid}"
-
-
-# --- Reading the node tree --------------------------------------------------------------------
 
 
 def _line(node: yaml.Node) -> int:
@@ -871,7 +851,7 @@ class _Parser:
         model = record.text("model", required=False) or None
         effective = topic
         if effective is None and uid_ok and protocol is not None and uid is not None:
-            effective = _default_topic(protocol, uid)
+            effective = default_topic(uid, protocol)
         if effective is not None:
             line = record.line_of("topic" if topic is not None else "uid")
             if effective in self.topics:
