@@ -18,12 +18,13 @@ flushes per record unless an id is needed, so a batch of thousands is a few roun
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.devices import default_topic
 from gateway.devices.vocabulary import Protocol
@@ -32,6 +33,9 @@ from gateway.register.idnumber import describe_problem
 from gateway.security import hash_password, verify_password
 from gateway.storage import register_queries as rq
 from gateway.storage.models import (
+    BLIND_INDEXED,
+    AuditEntry,
+    Base,
     Device,
     DeviceState,
     Helper,
@@ -80,6 +84,11 @@ PERSON_FIELDS = (
 
 
 _Row = dict[str, Any] | None
+_Model = TypeVar("_Model", bound=Base)
+#: Keys per ``IN (...)`` when reading back a bulk insert (SQLite allows 32,766 variables).
+_CHUNK = 5_000
+#: A blind index is looked up by the plain value it hashes.
+_PLAIN = {"id_number_bidx": "id_number"}
 
 
 class RecordRefusedError(ValueError):
@@ -166,6 +175,46 @@ class RegisterService:
             after=after,
         )
 
+    async def _audit_many(self, entries: Sequence[tuple[str, str | int, str, _Row, _Row]]) -> None:
+        """Many changes kept at once: one multi-row insert instead of one per change."""
+        await self._insert_many(
+            AuditEntry,
+            [
+                {
+                    "at": self.now,
+                    "actor": self.actor[:100],
+                    "action": action,
+                    "entity": entity,
+                    "entity_id": str(entity_id),
+                    "before": before,
+                    "after": after,
+                }
+                for entity, entity_id, action, before, after in entries
+            ],
+        )
+
+    async def _insert_many(self, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+        """``rows`` in one executemany, without asking the ids back: an ORM flush that needs
+        them goes row by row on SQLite. Blind indexes are filled here as the model's
+        insert hook would (that hook does not run for a bulk insert)."""
+        if not rows:
+            return
+        indexed = BLIND_INDEXED.get(model, ())
+        if indexed:
+            rows = [{**row, **{index: row.get(plain) for plain, index in indexed}} for row in rows]
+        await self.session.execute(insert(model), list(rows))
+
+    async def _read_back(
+        self, model: type[_Model], key: InstrumentedAttribute[Any], values: Sequence[Any]
+    ) -> list[_Model]:
+        """The rows just inserted, found by a unique key, in the order of ``values``."""
+        found: dict[Any, _Model] = {}
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            for row in (await self.session.execute(select(model).where(key.in_(chunk)))).scalars():
+                found[getattr(row, _PLAIN.get(key.key, key.key))] = row
+        return [found[value] for value in values]
+
     def _audit_change(
         self, entity: str, entity_id: str | int, before: dict[str, Any], after: dict[str, Any]
     ) -> bool:
@@ -204,8 +253,9 @@ class RegisterService:
         villages = [Village(name=name, team_robot=robot) for name, robot in specs]
         self.session.add_all(villages)
         await self.session.flush()
-        for village in villages:
-            self.audit("village", village.id, "create", None, {"name": village.name})
+        await self._audit_many(
+            [("village", v.id, "create", None, {"name": v.name}) for v in villages]
+        )
         return villages
 
     async def update_village(self, village: Village, values: Mapping[str, Any]) -> bool:
@@ -241,8 +291,9 @@ class RegisterService:
         members = [TeamMember(**row) for row in rows]
         self.session.add_all(members)
         await self.session.flush()
-        for member in members:
-            self.audit("team_member", member.id, "create", None, columns_of(member, TEAM_FIELDS))
+        await self._audit_many(
+            [("team_member", m.id, "create", None, columns_of(m, TEAM_FIELDS)) for m in members]
+        )
         return members
 
     def update_team_member(self, member: TeamMember, values: Mapping[str, Any]) -> bool:
@@ -274,8 +325,9 @@ class RegisterService:
         helpers = [Helper(**row) for row in rows]
         self.session.add_all(helpers)
         await self.session.flush()
-        for helper in helpers:
-            self.audit("helper", helper.id, "create", None, columns_of(helper, HELPER_FIELDS))
+        await self._audit_many(
+            [("helper", h.id, "create", None, columns_of(h, HELPER_FIELDS)) for h in helpers]
+        )
         return helpers
 
     async def update_helper(
@@ -321,19 +373,18 @@ class RegisterService:
         return (await self.create_persons([values]))[0]
 
     async def create_persons(self, rows: Iterable[Mapping[str, Any]]) -> list[Person]:
-        """New persons (already checked), one flush for all their ids."""
-        persons = [
-            Person(
-                **{"rules_override": {}, **row},
-                created_at=self.now,
-                updated_at=self.now,
-            )
+        """New persons (already checked): inserted in bulk, read back by ID number."""
+        values = [
+            {"rules_override": {}, **row, "created_at": self.now, "updated_at": self.now}
             for row in rows
         ]
-        self.session.add_all(persons)
-        await self.session.flush()
-        for person in persons:
-            self.audit("person", person.id, "create", None, person_snapshot(person))
+        await self._insert_many(Person, values)
+        persons = await self._read_back(
+            Person, Person.id_number_bidx, [row["id_number"] for row in values]
+        )
+        await self._audit_many(
+            [("person", p.id, "create", None, person_snapshot(p)) for p in persons]
+        )
         return persons
 
     async def update_person(
@@ -426,13 +477,14 @@ class RegisterService:
         return (await self.create_devices([values]))[0]
 
     async def create_devices(self, rows: Iterable[Mapping[str, Any]]) -> list[Device]:
-        """New devices (already checked) and their empty state rows: two flushes in all."""
-        devices = [Device(**self.with_topic(row)) for row in rows]
-        self.session.add_all(devices)
-        await self.session.flush()
-        self.session.add_all([DeviceState(device_id=device.id) for device in devices])
-        for device in devices:
-            self.audit("device", device.uid, "create", None, columns_of(device, DEVICE_FIELDS))
+        """New devices (already checked) and their empty state rows, inserted in bulk."""
+        values = [self.with_topic(row) for row in rows]
+        await self._insert_many(Device, values)
+        devices = await self._read_back(Device, Device.uid, [row["uid"] for row in values])
+        await self._insert_many(DeviceState, [{"device_id": d.id} for d in devices])
+        await self._audit_many(
+            [("device", d.uid, "create", None, columns_of(d, DEVICE_FIELDS)) for d in devices]
+        )
         return devices
 
     async def update_device(
