@@ -20,22 +20,20 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from gateway.devices import default_topic
 from gateway.devices.vocabulary import Protocol
+from gateway.register.bulk import insert_many, read_back
 from gateway.register.history import audit_entity, columns_of
 from gateway.register.idnumber import describe_problem
 from gateway.security import hash_password, verify_password
 from gateway.storage import register_queries as rq
 from gateway.storage.models import (
-    BLIND_INDEXED,
     AuditEntry,
-    Base,
     Device,
     DeviceState,
     Helper,
@@ -84,11 +82,6 @@ PERSON_FIELDS = (
 
 
 _Row = dict[str, Any] | None
-_Model = TypeVar("_Model", bound=Base)
-#: Keys per ``IN (...)`` when reading back a bulk insert (SQLite allows 32,766 variables).
-_CHUNK = 5_000
-#: A blind index is looked up by the plain value it hashes.
-_PLAIN = {"id_number_bidx": "id_number"}
 
 
 class RecordRefusedError(ValueError):
@@ -177,7 +170,8 @@ class RegisterService:
 
     async def _audit_many(self, entries: Sequence[tuple[str, str | int, str, _Row, _Row]]) -> None:
         """Many changes kept at once: one multi-row insert instead of one per change."""
-        await self._insert_many(
+        await insert_many(
+            self.session,
             AuditEntry,
             [
                 {
@@ -192,28 +186,6 @@ class RegisterService:
                 for entity, entity_id, action, before, after in entries
             ],
         )
-
-    async def _insert_many(self, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
-        """``rows`` in one executemany, without asking the ids back: an ORM flush that needs
-        them goes row by row on SQLite. Blind indexes are filled here as the model's
-        insert hook would (that hook does not run for a bulk insert)."""
-        if not rows:
-            return
-        indexed = BLIND_INDEXED.get(model, ())
-        if indexed:
-            rows = [{**row, **{index: row.get(plain) for plain, index in indexed}} for row in rows]
-        await self.session.execute(insert(model), list(rows))
-
-    async def _read_back(
-        self, model: type[_Model], key: InstrumentedAttribute[Any], values: Sequence[Any]
-    ) -> list[_Model]:
-        """The rows just inserted, found by a unique key, in the order of ``values``."""
-        found: dict[Any, _Model] = {}
-        for start in range(0, len(values), _CHUNK):
-            chunk = values[start : start + _CHUNK]
-            for row in (await self.session.execute(select(model).where(key.in_(chunk)))).scalars():
-                found[getattr(row, _PLAIN.get(key.key, key.key))] = row
-        return [found[value] for value in values]
 
     def _audit_change(
         self, entity: str, entity_id: str | int, before: dict[str, Any], after: dict[str, Any]
@@ -378,9 +350,9 @@ class RegisterService:
             {"rules_override": {}, **row, "created_at": self.now, "updated_at": self.now}
             for row in rows
         ]
-        await self._insert_many(Person, values)
-        persons = await self._read_back(
-            Person, Person.id_number_bidx, [row["id_number"] for row in values]
+        await insert_many(self.session, Person, values)
+        persons = await read_back(
+            self.session, Person, Person.id_number_bidx, [row["id_number"] for row in values]
         )
         await self._audit_many(
             [("person", p.id, "create", None, person_snapshot(p)) for p in persons]
@@ -479,9 +451,9 @@ class RegisterService:
     async def create_devices(self, rows: Iterable[Mapping[str, Any]]) -> list[Device]:
         """New devices (already checked) and their empty state rows, inserted in bulk."""
         values = [self.with_topic(row) for row in rows]
-        await self._insert_many(Device, values)
-        devices = await self._read_back(Device, Device.uid, [row["uid"] for row in values])
-        await self._insert_many(DeviceState, [{"device_id": d.id} for d in devices])
+        await insert_many(self.session, Device, values)
+        devices = await read_back(self.session, Device, Device.uid, [row["uid"] for row in values])
+        await insert_many(self.session, DeviceState, [{"device_id": d.id} for d in devices])
         await self._audit_many(
             [("device", d.uid, "create", None, columns_of(d, DEVICE_FIELDS)) for d in devices]
         )
