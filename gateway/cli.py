@@ -99,9 +99,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     from gateway.register.phones import normalize_phone
+    from gateway.register.service import RecordRefusedError, RegisterService
     from gateway.register.vocabulary import Role
-    from gateway.security import hash_password
-    from gateway.storage.models import Helper, User, Village
+    from gateway.storage.models import Helper, Village
 
     try:
         role = Role(args.role)
@@ -111,16 +111,11 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     password = (
         getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     )
-    try:
-        password_hash = hash_password(password)
-    except ValueError as error:
-        print(str(error), file=sys.stderr)
-        return 2
     settings = _settings(args)
 
     async def add() -> int:
         async with _database(settings) as db, db.session() as session, session.begin():
-            session.info["actor"] = "cli"
+            register = RegisterService(session, actor="cli", now=datetime.now(UTC))
             village_id = helper_id = None
             if role is Role.VILLAGE_OFFICER:
                 if not args.village:
@@ -145,27 +140,13 @@ def cmd_user_add(args: argparse.Namespace) -> int:
                     print(f"no helper with phone {phone}", file=sys.stderr)
                     return 2
                 helper_id = helper.id
-            existing = (
-                await session.execute(select(User).where(User.username == args.username))
-            ).scalar_one_or_none()
-            if existing is not None:
-                existing.password_hash = password_hash
-                existing.role = role.value
-                existing.village_id = village_id
-                existing.helper_id = helper_id
-                print(f"user {args.username} updated")
-            else:
-                session.add(
-                    User(
-                        username=args.username,
-                        password_hash=password_hash,
-                        role=role.value,
-                        village_id=village_id,
-                        helper_id=helper_id,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-                print(f"user {args.username} created")
+            values = {"role": role.value, "village_id": village_id, "helper_id": helper_id}
+            try:
+                outcome = await register.set_user(args.username, values, password=password)
+            except RecordRefusedError as error:
+                print(error.message, file=sys.stderr)
+                return 2
+            print(f"user {args.username} {'created' if outcome == 'created' else 'updated'}")
         return 0
 
     return asyncio.run(add())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from gateway.devices import DeviceSpec, TopicRole, device_topics, subscription_filters
-from gateway.register.vocabulary import DeviceKind, Protocol
+from gateway.devices.vocabulary import DeviceKind, Protocol
 from gateway.storage.db import Database
 from gateway.storage.models import Device
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 
 from gateway.api import (
     routes_alerts,
@@ -19,7 +18,7 @@ from gateway.api import (
 )
 from gateway.api.deps import ApiContext
 from gateway.api.docs import install_offline_docs
-from gateway.api.errors import validation_error
+from gateway.api.errors import install_error_handlers
 from gateway.console import install_console
 
 __all__ = ["create_app"]
@@ -35,7 +34,7 @@ def create_app(context: ApiContext) -> FastAPI:
     )
     install_offline_docs(app)
     app.state.context = context
-    app.add_exception_handler(RequestValidationError, validation_error)
+    install_error_handlers(app)
     app.include_router(routes_core.api)
     app.include_router(routes_core.public)
     app.include_router(routes_alerts.router)

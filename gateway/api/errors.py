@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any, NoReturn
 
-from fastapi import HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-__all__ = ["field_error", "validation_error"]
+from gateway.register.service import OutOfScopeError, RecordRefusedError, RegisterConflictError
+
+__all__ = ["field_error", "install_error_handlers", "validation_error"]
 
 
 def _finite(value: Any) -> Any:
@@ -40,3 +42,30 @@ def field_error(field: str, message: str) -> NoReturn:
         status.HTTP_422_UNPROCESSABLE_CONTENT,
         detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}],
     )
+
+
+async def _register_refused(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RecordRefusedError)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={
+            "detail": [{"loc": ["body", error.field], "msg": error.message, "type": "value_error"}]
+        },
+    )
+
+
+async def _register_conflict(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={"detail": str(error)})
+
+
+async def _register_forbidden(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse(status_code=status.HTTP_403_FORBIDDEN, content={"detail": str(error)})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every route answers bad input alike: FastAPI's 422 shape, and the register service's
+    refusals as the same 422 naming the field, 409 for a conflict, 403 out of scope."""
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RecordRefusedError, _register_refused)
+    app.add_exception_handler(RegisterConflictError, _register_conflict)
+    app.add_exception_handler(OutOfScopeError, _register_forbidden)

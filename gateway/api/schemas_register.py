@@ -26,7 +26,7 @@ from gateway.register.vocabulary import (
     Protocol,
     Service,
 )
-from gateway.storage.models import AuditEntry, Helper, Person, TeamMember, Village, Visit
+from gateway.storage.models import AuditEntry, Person, Visit
 
 __all__ = [
     "AuditOut",
@@ -126,36 +126,27 @@ class TeamMemberPatch(_In):
     role: ShortText | None = None
 
 
-class TeamMemberOut(BaseModel):
+class _Out(BaseModel):
+    """A public shape read straight off its table row: ``Out.model_validate(row)``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TeamMemberOut(_Out):
     id: int
     village_id: int
     name: str
     phone: str
     role: str
 
-    @classmethod
-    def of(cls, member: TeamMember) -> TeamMemberOut:
-        return cls(
-            id=member.id,
-            village_id=member.village_id,
-            name=member.name,
-            phone=member.phone,
-            role=member.role,
-        )
 
+class VillageOut(_Out):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
-class VillageOut(BaseModel):
     id: int
     name: str
-    emergency_team: list[TeamMemberOut]
-
-    @classmethod
-    def of(cls, village: Village) -> VillageOut:
-        return cls(
-            id=village.id,
-            name=village.name,
-            emergency_team=[TeamMemberOut.of(m) for m in village.team],
-        )
+    #: The village row calls its team ``team``.
+    emergency_team: list[TeamMemberOut] = Field(validation_alias="team")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -175,22 +166,12 @@ class HelperPatch(_In):
     village_id: int | None = None
 
 
-class HelperOut(BaseModel):
+class HelperOut(_Out):
     id: int
     name: str
     phone: str
     title: str
     village_id: int
-
-    @classmethod
-    def of(cls, helper: Helper) -> HelperOut:
-        return cls(
-            id=helper.id,
-            name=helper.name,
-            phone=helper.phone,
-            title=helper.title,
-            village_id=helper.village_id,
-        )
 
 
 # --------------------------------------------------------------------------- persons

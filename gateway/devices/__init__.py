@@ -43,8 +43,8 @@ from gateway.devices._common import (
     is_valid_topic,
     topic_matches,
 )
+from gateway.devices.vocabulary import Protocol
 from gateway.events import MAX_PAYLOAD_BYTES, PayloadError, SensorEvent
-from gateway.register.vocabulary import Protocol
 
 __all__ = [
     "DeviceSpec",

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from gateway.devices.vocabulary import DeviceKind, Protocol
 from gateway.events import EventKind, PayloadError, SensorEvent
-from gateway.register.vocabulary import DeviceKind, Protocol
 
 #: A payload timestamp further ahead of the receive time than this is a wrong device clock.
 MAX_CLOCK_AHEAD = timedelta(minutes=5)

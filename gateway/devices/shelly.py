@@ -44,8 +44,8 @@ from gateway.devices._common import (
     string,
     type_name,
 )
+from gateway.devices.vocabulary import DeviceKind
 from gateway.events import EventKind, PayloadError
-from gateway.register.vocabulary import DeviceKind
 
 #: Filters covering every device of the default families, registered or not.
 STANDARD_FILTERS = (

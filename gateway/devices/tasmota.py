@@ -51,8 +51,8 @@ from gateway.devices._common import (
     read_link_quality,
     type_name,
 )
+from gateway.devices.vocabulary import DeviceKind
 from gateway.events import EventKind, PayloadError
-from gateway.register.vocabulary import DeviceKind
 
 #: Filters covering every device of the default family, registered or not.
 STANDARD_FILTERS = ("tele/+/+", "stat/+/+")

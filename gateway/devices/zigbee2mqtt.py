@@ -43,8 +43,8 @@ from gateway.devices._common import (
     strict_bool,
     string,
 )
+from gateway.devices.vocabulary import DeviceKind
 from gateway.events import EventKind, PayloadError
-from gateway.register.vocabulary import DeviceKind
 
 #: Filters covering every device of the default family, registered or not.
 STANDARD_FILTERS = ("zigbee2mqtt/+", "zigbee2mqtt/+/availability")

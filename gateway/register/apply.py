@@ -1,8 +1,8 @@
-"""Apply a validated provisioning document to the database: idempotent upsert."""
+"""Apply a validated provisioning document to the database: idempotent upsert through the
+register service's batch commands."""
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,21 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.devices import default_topic
 from gateway.register.provisioning import PersonSpec, ProvisioningDoc
-from gateway.security import hash_password, verify_password
+from gateway.register.service import PERSON_FIELDS, RegisterService, person_snapshot
 from gateway.storage.db import Database
-from gateway.storage.models import (
-    AuditEntry,
-    Device,
-    DeviceState,
-    Helper,
-    Person,
-    TeamMember,
-    Town,
-    User,
-    Village,
-)
+from gateway.storage.models import Device, Helper, Person, TeamMember, Town, Village
 
 __all__ = [
     "PERSON_FIELDS",
@@ -57,15 +46,6 @@ class ProvisionReport:
         return any(c["created"] or c["updated"] for c in self.counts.values())
 
 
-def _assign(record: Any, values: dict[str, Any]) -> bool:
-    changed = False
-    for key, value in values.items():
-        if getattr(record, key) != value:
-            setattr(record, key, value)
-            changed = True
-    return changed
-
-
 def _person_values(spec: PersonSpec, village_id: int, helper_id: int) -> dict[str, Any]:
     return {
         "name": spec.name,
@@ -84,33 +64,6 @@ def _person_values(spec: PersonSpec, village_id: int, helper_id: int) -> dict[st
     }
 
 
-#: The person columns the register (and its change history) is made of.
-PERSON_FIELDS = (
-    "name",
-    "gender",
-    "id_number",
-    "village_id",
-    "categories",
-    "care_level",
-    "helper_id",
-    "measures",
-    "phone",
-    "notes",
-    "address",
-    "guardian_name",
-    "guardian_phone",
-    "health_status",
-    "lifestyle",
-    "medical_checkup",
-    "rules_override",
-)
-
-
-def person_snapshot(person: Person) -> dict[str, Any]:
-    """The register fields of ``person``, copied so later edits do not change the snapshot."""
-    return {field: copy.copy(getattr(person, field)) for field in PERSON_FIELDS}
-
-
 def audit_person(
     session: AsyncSession,
     *,
@@ -121,31 +74,26 @@ def audit_person(
     after: dict[str, Any],
 ) -> None:
     """Keep a change of a person in the history (who, when, before/after)."""
-    session.add(
-        AuditEntry(
-            at=now,
-            actor=actor,
-            action="create" if before is None else "update",
-            entity="person",
-            entity_id=str(person_id),
-            before=before,
-            after=after,
-        )
-    )
+    register = RegisterService(session, actor=actor, now=now)
+    register.audit("person", person_id, "create" if before is None else "update", before, after)
 
 
 async def apply_provisioning(
     db: Database, doc: ProvisioningDoc, now: datetime, *, actor: str = "provision"
 ) -> ProvisionReport:
-    """Create or update everything in ``doc`` in one transaction. Nothing is deleted."""
+    """Create or update everything in ``doc`` in one transaction. Nothing is deleted.
+
+    The file is validated whole by the parser, so records go to the register service's
+    batch commands: a county's tens of thousands of rows are a few round trips, not one each.
+    """
     report = ProvisionReport()
     async with db.session() as session, session.begin():
-        session.info["actor"] = actor  # names who changed users in the audit trail
+        register = RegisterService(session, actor=actor, now=now)
         await _apply_town(session, doc, report)
-        villages = await _apply_villages(session, doc, report)
-        helpers = await _apply_helpers(session, doc, villages, report)
-        await _apply_persons(session, doc, villages, helpers, now, actor, report)
-        await _apply_users(session, doc, villages, helpers, now, report)
+        villages = await _apply_villages(register, doc, report)
+        helpers = await _apply_helpers(register, doc, villages, report)
+        await _apply_persons(register, doc, villages, helpers, report)
+        await _apply_users(register, doc, villages, helpers, report)
     return report
 
 
@@ -155,150 +103,133 @@ async def _apply_town(session: AsyncSession, doc: ProvisioningDoc, report: Provi
     if town is None:
         session.add(Town(id=1, **values))
         report.note("town", "created")
-    else:
-        report.note("town", "updated" if _assign(town, values) else "unchanged")
+        return
+    changed = False
+    for key, value in values.items():
+        if getattr(town, key) != value:
+            setattr(town, key, value)
+            changed = True
+    report.note("town", "updated" if changed else "unchanged")
+
+
+def _outcome(changed: bool) -> str:
+    return "updated" if changed else "unchanged"
 
 
 async def _apply_villages(
-    session: AsyncSession, doc: ProvisioningDoc, report: ProvisionReport
+    register: RegisterService, doc: ProvisioningDoc, report: ProvisionReport
 ) -> dict[str, Village]:
+    session = register.session
     existing = {v.name: v for v in (await session.execute(select(Village))).scalars()}
+    new: list[tuple[str, dict[str, str] | None]] = []
     for spec in doc.villages:
-        village = existing.get(spec.name)
         robot = spec.team_robot.as_json() if spec.team_robot is not None else None
+        village = existing.get(spec.name)
         if village is None:
-            village = Village(name=spec.name, team_robot=robot)
-            session.add(village)
-            await session.flush()
-            existing[spec.name] = village
+            new.append((spec.name, robot))
             report.note("villages", "created")
-        elif village.team_robot != robot:
-            village.team_robot = robot
-            report.note("villages", "updated")
         else:
-            report.note("villages", "unchanged")
-        members = {
-            m.phone: m
-            for m in (
-                await session.execute(select(TeamMember).where(TeamMember.village_id == village.id))
-            ).scalars()
-        }
+            changed = await register.update_village(village, {"team_robot": robot})
+            report.note("villages", _outcome(changed))
+    existing.update({v.name: v for v in await register.create_villages(new)})
+    members = {
+        (m.village_id, m.phone): m for m in (await session.execute(select(TeamMember))).scalars()
+    }
+    new_members: list[dict[str, Any]] = []
+    for spec in doc.villages:
+        village_id = existing[spec.name].id
         for member in spec.emergency_team:
-            row = members.get(member.phone)
             values = {"name": member.name, "role": member.role}
+            row = members.get((village_id, member.phone))
             if row is None:
-                session.add(TeamMember(village_id=village.id, phone=member.phone, **values))
+                new_members.append({"village_id": village_id, "phone": member.phone, **values})
                 report.note("team members", "created")
             else:
-                report.note("team members", "updated" if _assign(row, values) else "unchanged")
+                report.note("team members", _outcome(register.update_team_member(row, values)))
+    await register.add_team_members(new_members)
     return existing
 
 
 async def _apply_helpers(
-    session: AsyncSession,
+    register: RegisterService,
     doc: ProvisioningDoc,
     villages: dict[str, Village],
     report: ProvisionReport,
 ) -> dict[str, Helper]:
-    existing = {h.phone: h for h in (await session.execute(select(Helper))).scalars()}
+    existing = {h.phone: h for h in (await register.session.execute(select(Helper))).scalars()}
+    new: list[dict[str, Any]] = []
     for spec in doc.helpers:
         values = {"name": spec.name, "title": spec.title, "village_id": villages[spec.village].id}
         helper = existing.get(spec.phone)
         if helper is None:
-            helper = Helper(phone=spec.phone, **values)
-            session.add(helper)
-            existing[spec.phone] = helper
+            new.append({"phone": spec.phone, **values})
             report.note("helpers", "created")
         else:
-            report.note("helpers", "updated" if _assign(helper, values) else "unchanged")
-    await session.flush()
+            changed = await register.update_helper(helper, values, checked=True)
+            report.note("helpers", _outcome(changed))
+    existing.update({h.phone: h for h in await register.create_helpers(new)})
     return existing
 
 
 async def _apply_persons(
-    session: AsyncSession,
+    register: RegisterService,
     doc: ProvisioningDoc,
     villages: dict[str, Village],
     helpers: dict[str, Helper],
-    now: datetime,
-    actor: str,
     report: ProvisionReport,
 ) -> None:
+    session = register.session
     existing = {p.id_number: p for p in (await session.execute(select(Person))).scalars()}
-    devices = {d.uid: d for d in (await session.execute(select(Device))).scalars()}
+    new: list[dict[str, Any]] = []
     for spec in doc.persons:
         values = _person_values(spec, villages[spec.village].id, helpers[spec.helper_phone].id)
         person = existing.get(spec.id_number)
         if person is None:
-            person = Person(id_number=spec.id_number, created_at=now, updated_at=now, **values)
-            session.add(person)
-            await session.flush()
-            audit_person(
-                session, now=now, actor=actor, person_id=person.id, before=None, after=values
-            )
+            new.append({"id_number": spec.id_number, **values})
             report.note("persons", "created")
         else:
-            before = person_snapshot(person)
-            if _assign(person, values):
-                person.updated_at = now
-                audit_person(
-                    session, now=now, actor=actor, person_id=person.id, before=before, after=values
-                )
-                report.note("persons", "updated")
-            else:
-                report.note("persons", "unchanged")
+            changed = await register.update_person(person, values, checked=True)
+            report.note("persons", _outcome(changed))
+    existing.update({p.id_number: p for p in await register.create_persons(new)})
+
+    devices = {d.uid: d for d in (await session.execute(select(Device))).scalars()}
+    new_devices: list[dict[str, Any]] = []
+    for spec in doc.persons:
+        person_id = existing[spec.id_number].id
         for entry in spec.devices:
-            topic = entry.topic or default_topic(entry.uid, entry.protocol)
-            device_values = {
-                "person_id": person.id,
-                "kind": entry.kind.value,
-                "protocol": entry.protocol.value,
-                "topic": topic,
-                "model": entry.model,
-            }
+            values = register.with_topic(
+                {
+                    "uid": entry.uid,
+                    "person_id": person_id,
+                    "kind": entry.kind.value,
+                    "protocol": entry.protocol.value,
+                    "topic": entry.topic,
+                    "model": entry.model,
+                }
+            )
             device = devices.get(entry.uid)
             if device is None:
-                device = Device(uid=entry.uid, **device_values)
-                session.add(device)
-                await session.flush()
-                session.add(DeviceState(device_id=device.id))
-                devices[entry.uid] = device
+                new_devices.append(values)
                 report.note("devices", "created")
             else:
-                report.note("devices", "updated" if _assign(device, device_values) else "unchanged")
+                changed = await register.update_device(device, values, checked=True)
+                report.note("devices", _outcome(changed))
+    await register.create_devices(new_devices)
 
 
 async def _apply_users(
-    session: AsyncSession,
+    register: RegisterService,
     doc: ProvisioningDoc,
     villages: dict[str, Village],
     helpers: dict[str, Helper],
-    now: datetime,
     report: ProvisionReport,
 ) -> None:
-    existing = {u.username: u for u in (await session.execute(select(User))).scalars()}
     for spec in doc.users:
         values: dict[str, Any] = {
             "role": spec.role.value,
             "village_id": villages[spec.village].id if spec.village else None,
             "helper_id": helpers[spec.phone].id if spec.phone and spec.phone in helpers else None,
         }
-        user = existing.get(spec.username)
-        if user is None:
-            if not spec.password:
-                continue
-            session.add(
-                User(
-                    username=spec.username,
-                    password_hash=hash_password(spec.password),
-                    created_at=now,
-                    **values,
-                )
-            )
-            report.note("users", "created")
-            continue
-        changed = _assign(user, values)
-        if spec.password and not verify_password(spec.password, user.password_hash):
-            user.password_hash = hash_password(spec.password)
-            changed = True
-        report.note("users", "updated" if changed else "unchanged")
+        outcome = await register.set_user(spec.username, values, password=spec.password)
+        if outcome != "skipped":
+            report.note("users", outcome)

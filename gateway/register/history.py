@@ -1,9 +1,8 @@
 """The register's change history beyond persons: helpers, team members, devices, villages.
 
-Persons are recorded by :func:`gateway.register.apply.audit_person` (the 台账 "as of a
-month" replays those); everything else a person depends on — who helps them, which
-devices watch them — is recorded here in the same table, so one query answers "who changed
-what, when".
+The register service (gateway.register.service) records every register change through
+:func:`audit_entity`, as the visit and watch routes record theirs: all in one table, so one
+query answers "who changed what, when".
 """
 
 from __future__ import annotations

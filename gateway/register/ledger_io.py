@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from gateway.register.apply import audit_person, person_snapshot
 from gateway.register.compliance import month_bounds
 from gateway.register.idnumber import describe_problem
 from gateway.register.ledger import (
@@ -21,6 +20,7 @@ from gateway.register.ledger import (
     read_workbook,
     write_workbook,
 )
+from gateway.register.service import RegisterService, person_snapshot
 from gateway.register.vocabulary import CATEGORY_LABELS, Category
 from gateway.storage.db import Database
 from gateway.storage.models import AuditEntry, Helper, Person, Town, Village
@@ -219,6 +219,7 @@ async def apply_ledger(
     """
     report = ImportReport(dry_run=dry_run)
     async with db.session() as session, session.begin():
+        register = RegisterService(session, actor=actor, now=now)
         village_row = (
             await session.execute(select(Village).where(Village.name == village))
         ).scalar_one_or_none()
@@ -272,25 +273,16 @@ async def apply_ledger(
                     continue
                 report.created.append(row.name)
                 if not dry_run:
-                    person = Person(
-                        id_number=row.id_number,
-                        village_id=village_row.id,
-                        care_level="general",
-                        address="",
-                        rules_override={},
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    )
-                    session.add(person)
-                    await session.flush()
-                    audit_person(
-                        session,
-                        now=now,
-                        actor=actor,
-                        person_id=person.id,
-                        before=None,
-                        after=person_snapshot(person),
+                    await register.create_persons(
+                        [
+                            {
+                                "id_number": row.id_number,
+                                "village_id": village_row.id,
+                                "care_level": "general",
+                                "address": "",
+                                **values,
+                            }
+                        ]
                     )
                 continue
             if person.village_id != village_row.id:
@@ -317,13 +309,7 @@ async def apply_ledger(
                 for key in sorted(diff)
             )
             if not dry_run:
-                before = {k: getattr(person, k) for k in diff}
-                for key, value in diff.items():
-                    setattr(person, key, value)
-                person.updated_at = now
-                audit_person(
-                    session, now=now, actor=actor, person_id=person.id, before=before, after=diff
-                )
+                await register.update_person(person, diff, checked=True)
         if report.problems or dry_run:
             await session.rollback()
     return report

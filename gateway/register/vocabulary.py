@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# Re-exported for the register's readers (the simulator, files): the devices own them.
+from gateway.devices.vocabulary import DeviceKind, Protocol
+
 __all__ = [
     "CATEGORY_LABELS",
     "SERVICE_LABELS",
@@ -86,18 +89,3 @@ class Role(StrEnum):
     TOWN_ADMIN = "town_admin"
     VILLAGE_OFFICER = "village_officer"
     HELPER = "helper"
-
-
-class DeviceKind(StrEnum):
-    SOS = "sos"
-    FALL = "fall"
-    MOTION = "motion"
-    DOOR = "door"
-    MULTI = "multi"
-
-
-class Protocol(StrEnum):
-    NATIVE = "native"
-    ZIGBEE2MQTT = "zigbee2mqtt"
-    TASMOTA = "tasmota"
-    SHELLY = "shelly"

@@ -35,3 +35,36 @@ async def test_second_apply_changes_nothing_and_edits_are_audited(
         ).scalar_one()
     assert update.before is not None and update.before["measures"] == "每周上门一次"
     assert update.after is not None and update.after["measures"] == "每周上门两次"
+
+
+async def test_provisioning_audits_every_entity_it_creates_or_changes(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Provisioning goes through the register's one write path, so villages, team members,
+    helpers and devices are in the trail just as persons are (they used not to be)."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    text = register_yaml("provaudit", persons=2)
+    await apply_provisioning(db, parse_provisioning(text), now)
+    moved = text.replace(
+        "topic: provaudit/homewatch/provaudit-p0-pir}", "topic: provaudit/moved/p0-pir}", 1
+    )
+    await apply_provisioning(db, parse_provisioning(moved), now)
+    async with db.session() as session:
+        entries = (
+            await session.execute(
+                select(AuditEntry).where(AuditEntry.actor == "provision").order_by(AuditEntry.id)
+            )
+        ).scalars()
+        kept = [(e.entity, e.action, e.entity_id, e.before, e.after) for e in entries]
+    created = dict.fromkeys(("village", "team_member", "helper", "person", "device"), 0)
+    for entity, action, _, _, _ in kept:
+        if action == "create" and entity in created:
+            created[entity] += 1
+    assert created == {"village": 1, "team_member": 2, "helper": 1, "person": 2, "device": 8}
+    device_updates = [k for k in kept if k[0] == "device" and k[1] == "update"]
+    assert len(device_updates) == 1
+    _, _, uid, before, after = device_updates[0]
+    assert uid == "provaudit-p0-pir"
+    assert before is not None and before["topic"] == "provaudit/homewatch/provaudit-p0-pir"
+    assert after is not None and after["topic"] == "provaudit/moved/p0-pir"
