@@ -193,10 +193,11 @@ class PartitionRegistry(DeviceRegistry):
 class LeaseBoard:
     """Advisory locks on one dedicated PostgreSQL connection: a lease lives as long as it."""
 
-    def __init__(self, database_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, database_url: str, *, timeout: float = 5.0, holder: str = "") -> None:
         self.database_url = database_url
         self.timeout = timeout
-        self.application_name = f"{LEASE_APPLICATION}:{socket.gethostname()}:{os.getpid()}"
+        holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.application_name = f"{LEASE_APPLICATION}:{holder}"
         self._engine: AsyncEngine | None = None
         self._connection: AsyncConnection | None = None
 
