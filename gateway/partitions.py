@@ -214,9 +214,15 @@ class PartitionRegistry(DeviceRegistry):
 
 
 class LeaseBoard:
-    """Advisory locks on one dedicated PostgreSQL connection: a lease lives as long as it."""
+    """Advisory locks on one dedicated PostgreSQL connection: a lease lives as long as it.
 
-    def __init__(self, database_url: str, *, timeout: float = 5.0, holder: str = "") -> None:
+    ``timeout`` bounds each lease query: past it the connection counts as lost and every
+    session stops. Generous, because a busy event loop (a quiet-home tick over 30,000
+    homes) delays the answer without the lease being in doubt, and stopping every session
+    for nothing costs a re-subscription of each.
+    """
+
+    def __init__(self, database_url: str, *, timeout: float = 15.0, holder: str = "") -> None:
         self.database_url = database_url
         self.timeout = timeout
         holder = holder or f"{socket.gethostname()}:{os.getpid()}"
