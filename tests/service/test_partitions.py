@@ -181,6 +181,15 @@ async def test_a_partition_subscribes_to_its_persons_devices_exact_topics_only()
     assert [p.client_id for p in (p0, p1)] == ["gw-p0", "gw-p1"]
 
 
+async def test_a_zigbee2mqtt_device_keeps_its_exact_topics() -> None:
+    """``base/#`` would also bring the device's ``/set`` commands, listed as unknown."""
+    door = DeviceSpec("z1", DeviceKind.DOOR, Protocol.ZIGBEE2MQTT, "zigbee2mqtt/z1", None)
+    [only] = partitions_of([SessionKind("ingest")], 1, "gw")
+    share = PartitionRegistry(_Rows([(door, 1, 7)]), only)
+    assert await share.load(None)  # type: ignore[arg-type]
+    assert sorted(share.filters()) == ["zigbee2mqtt/z1", "zigbee2mqtt/z1/availability"]
+
+
 def test_partitions_need_postgresql_and_no_share_group() -> None:
     with pytest.raises(ConfigError, match="needs PostgreSQL"):
         load_settings(mqtt_partitions=4, database_url="sqlite+aiosqlite:///x.db")
