@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -23,9 +23,17 @@ from gateway.api.app import create_app
 from gateway.api.deps import ApiContext
 from gateway.clock import Clock, SystemClock, sleep_unless
 from gateway.config import ConfigError, Settings
+from gateway.devices import DeviceSpec
 from gateway.events import EventKind
 from gateway.ingest import MqttIngest, RoutedEvent
 from gateway.metrics import Metrics
+from gateway.partitions import (
+    LeaseBoard,
+    PartitionSupervisor,
+    RegisterLoader,
+    SessionKind,
+    partitions_of,
+)
 from gateway.register.digest import digest_loop
 from gateway.registry import DeviceRegistry
 from gateway.rules import EmergencyRule
@@ -36,6 +44,8 @@ from gateway.watch import QuietHomeWatcher
 __all__ = ["Gateway", "build_notifier", "run_gateway"]
 
 log = logging.getLogger(__name__)
+
+OwnsDevice = Callable[[DeviceSpec], bool]
 
 
 def build_notifier(settings: Settings, name: str | None = None) -> Notifier:
@@ -96,7 +106,8 @@ class Gateway:
             rules=self.settings.rules,
             public_url=self.settings.public_url,
             timezone=self.settings.tz,
-            worker_id=f"{self.settings.mqtt_client_id}:{os.getpid()}",
+            # Partitioned gateways share one client id, and two hosts may share a pid.
+            worker_id=f"{self.settings.mqtt_client_id}:{socket.gethostname()}:{os.getpid()}",
             outbox=self.settings.outbox,
             on_alert_raised=lambda alert: self.metrics.alerts.labels(type=alert.type).inc(),
             on_notification=lambda channel, status: self.metrics.notifications.labels(
@@ -115,6 +126,10 @@ class Gateway:
             on_events=self.on_events,
             activity_judge=self.watch.judge,
         )
+        #: What holds the broker link: the single session, or leased partitions of sessions.
+        self.mqtt: MqttIngest | PartitionSupervisor = self.ingest
+        if self.settings.mqtt_partitions:
+            self.mqtt = self._partition_supervisor([SessionKind("ingest")])
         self.api: FastAPI = create_app(
             ApiContext(
                 settings=self.settings,
@@ -123,8 +138,32 @@ class Gateway:
                 metrics=self.metrics,
                 alerts=self.alerts,
                 secret_key=self.secret_key,
-                health=lambda: self.ingest.mqtt_state,
+                health=lambda: self.mqtt.mqtt_state,
             )
+        )
+
+    def _partition_supervisor(self, kinds: list[SessionKind]) -> PartitionSupervisor:
+        settings = self.settings
+
+        def session(client_id: str, registry: DeviceRegistry, owns: OwnsDevice) -> MqttIngest:
+            return MqttIngest(
+                settings,
+                self.db,
+                registry,
+                self.clock,
+                self.metrics,
+                on_events=self.on_events,
+                activity_judge=self.watch.judge,
+                client_id=client_id,
+                owns=owns,
+            )
+
+        return PartitionSupervisor(
+            partitions_of(kinds, settings.mqtt_partitions, settings.mqtt_client_id),
+            LeaseBoard(settings.database_url),
+            RegisterLoader(self.db, max_age=10.0),
+            session,
+            poll_seconds=settings.mqtt_partition_poll.total_seconds(),
         )
 
     async def on_events(self, events: Sequence[RoutedEvent]) -> None:
@@ -147,7 +186,7 @@ class Gateway:
         notifier, which does not need the broker."""
         now = self.clock.now()
         gateway = self.settings.mqtt_client_id
-        if self.ingest.connected:
+        if self.mqtt.connected:
             if self._link_reported:
                 since = now.astimezone(self.settings.tz).strftime("%H:%M")
                 await self.alerts.notify_town_duty(
@@ -192,7 +231,7 @@ class Gateway:
         # Per-person rules must be known before the first report is judged.
         await self.watch.refresh()
         tasks = [
-            asyncio.create_task(self.ingest.run(stop), name="ingest"),
+            asyncio.create_task(self.mqtt.run(stop), name="ingest"),
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
             asyncio.create_task(self.watch.run(stop), name="quiet-home"),
             asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),

@@ -377,6 +377,13 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = "homewatch"
     #: Share ingest across several `run` processes (MQTT 5 shared subscription group name).
     mqtt_share_group: str | None = None
+    #: Fail-over (docs/SCALING.md): split the devices, by person, into this many persistent
+    #: MQTT sessions ``<mqtt_client_id>-p<k>``, each held by one `run` process under a
+    #: PostgreSQL lease and taken over by a survivor when its holder dies. 0: one session.
+    #: Every process of a deployment must use the same number and the same client id.
+    mqtt_partitions: int = Field(default=0, ge=0, le=256)
+    #: How often a process looks for lapsed leases (and balances its share).
+    mqtt_partition_poll: Duration = timedelta(seconds=3)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_url: str = "http://127.0.0.1:8000"
@@ -442,6 +449,23 @@ class Settings(BaseSettings):
         if not parts.hostname:
             raise ValueError("has no host")
         return url
+
+    @model_validator(mode="after")
+    def _partitions_need_leases(self) -> Settings:
+        if self.mqtt_partitions:
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError(
+                    "mqtt_partitions needs PostgreSQL (its leases are advisory locks); "
+                    "on SQLite run one process with mqtt_partitions 0"
+                )
+            if self.mqtt_share_group:
+                raise ValueError(
+                    "mqtt_partitions and mqtt_share_group exclude each other: partitioned "
+                    "sessions subscribe to their own devices, not a shared group"
+                )
+            if self.mqtt_partition_poll <= timedelta(0):
+                raise ValueError("mqtt_partition_poll must be positive")
+        return self
 
     @field_validator("timezone")
     @classmethod

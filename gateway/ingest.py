@@ -51,6 +51,8 @@ RECEIVE_MAXIMUM = 2000
 #: A persistent session outlives a gateway restart or an upgrade by this long.
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 _LOG_EVERY_SECONDS = 60.0
+#: Filters per SUBSCRIBE packet.
+_SUBSCRIBE_BATCH = 2000
 #: Payload ids up to this length are kept verbatim in the 100-character dedup key.
 _MAX_PLAIN_ID = 90
 _DEVICE_STATE = cast(Table, DeviceState.__table__)
@@ -533,7 +535,12 @@ class MqttIngest:
         wanted = self._filters()
         missing = sorted(wanted - self._subscribed)
         if missing:
-            granted = await client.subscribe([(f, 1) for f in missing])
+            granted: list[Any] = []
+            # A partition's tens of thousands of filters in one SUBSCRIBE can outlast
+            # aiomqtt's 10 s wait for the SUBACK on a busy machine: send them in batches.
+            for start in range(0, len(missing), _SUBSCRIBE_BATCH):
+                batch = missing[start : start + _SUBSCRIBE_BATCH]
+                granted += await client.subscribe([(f, 1) for f in batch])
             refused = [f for f, code in zip(missing, granted, strict=False) if _refused(code)]
             if refused:
                 # Connected but deaf to these devices: never report healthy; reconnect and

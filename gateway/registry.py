@@ -12,7 +12,7 @@ from gateway.devices.vocabulary import DeviceKind, Protocol
 from gateway.storage.db import Database
 from gateway.storage.models import Device
 
-__all__ = ["DeviceRegistry", "Route", "spec_of"]
+__all__ = ["DeviceRegistry", "Route", "load_rows", "spec_of"]
 
 
 def spec_of(device: Device) -> DeviceSpec:
@@ -24,6 +24,29 @@ def spec_of(device: Device) -> DeviceSpec:
         topic=device.topic,
         model=device.model,
     )
+
+
+async def load_rows(db: Database) -> list[tuple[DeviceSpec, int, int]]:
+    """Every device as (spec, device id, person id). Plain columns, not ORM objects: at a
+    county's 100,000 devices this is the difference between seconds and ten seconds."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(
+                Device.id,
+                Device.person_id,
+                Device.uid,
+                Device.kind,
+                Device.protocol,
+                Device.topic,
+                Device.model,
+            ).order_by(Device.id)
+        )
+        kinds = {k.value: k for k in DeviceKind}
+        protocols = {p.value: p for p in Protocol}
+        return [
+            (DeviceSpec(uid, kinds[kind], protocols[protocol], topic, model), id_, person)
+            for id_, person, uid, kind, protocol, topic, model in rows
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +87,7 @@ class DeviceRegistry:
 
     async def load(self, db: Database) -> bool:
         """Reload from the database; True when anything changed."""
-        async with db.session() as session:
-            devices = (await session.execute(select(Device).order_by(Device.id))).scalars()
-            rows = [(spec_of(d), d.id, d.person_id) for d in devices]
+        rows = await load_rows(db)
         changed = rows != self._rows
         self.replace(rows)
         return changed
