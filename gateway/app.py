@@ -26,6 +26,7 @@ from gateway.config import ConfigError, Settings
 from gateway.events import EventKind
 from gateway.ingest import MqttIngest, RoutedEvent
 from gateway.metrics import Metrics
+from gateway.mqtt_lanes import LaneLedger, combined_mqtt_state, is_emergency_device
 from gateway.register.digest import digest_loop
 from gateway.registry import DeviceRegistry
 from gateway.rules import EmergencyRule
@@ -106,6 +107,9 @@ class Gateway:
         )
         self.emergency = EmergencyRule()
         self.watch = QuietHomeWatcher(self.settings, self.db, self.alerts, self.clock)
+        # SOS and fall reports get an MQTT session of their own so that they never queue
+        # behind routine traffic (gateway.mqtt_lanes); a message both receive is stored once.
+        lanes = LaneLedger()
         self.ingest = MqttIngest(
             self.settings,
             self.db,
@@ -114,6 +118,20 @@ class Gateway:
             self.metrics,
             on_events=self.on_events,
             activity_judge=self.watch.judge,
+            ledger=lanes,
+        )
+        self.emergency_ingest = MqttIngest(
+            self.settings,
+            self.db,
+            self.registry,
+            self.clock,
+            self.metrics,
+            on_events=self.on_events,
+            activity_judge=self.watch.judge,
+            client_id=f"{self.settings.mqtt_client_id}-emergency",
+            owns=is_emergency_device,
+            exact_topics=True,
+            ledger=lanes,
         )
         self.api: FastAPI = create_app(
             ApiContext(
@@ -123,7 +141,7 @@ class Gateway:
                 metrics=self.metrics,
                 alerts=self.alerts,
                 secret_key=self.secret_key,
-                health=lambda: self.ingest.mqtt_state,
+                health=lambda: combined_mqtt_state((self.ingest, self.emergency_ingest)),
             )
         )
 
@@ -193,6 +211,7 @@ class Gateway:
         await self.watch.refresh()
         tasks = [
             asyncio.create_task(self.ingest.run(stop), name="ingest"),
+            asyncio.create_task(self._run_emergency_lane(stop), name="ingest-emergency"),
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
             asyncio.create_task(self.watch.run(stop), name="quiet-home"),
             asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),
@@ -240,6 +259,11 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.db.dispose()
         log.info("gateway stopped")
+
+    async def _run_emergency_lane(self, stop: asyncio.Event) -> None:
+        # Same MQTT version as the routine session (the demo's embedded broker is 3.1.1).
+        self.emergency_ingest.protocol = self.ingest.protocol
+        await self.emergency_ingest.run(stop)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -32,6 +32,7 @@ from gateway.config import Settings
 from gateway.devices import DeviceSpec, is_ignorable, parse
 from gateway.events import EventKind, PayloadError, SensorEvent
 from gateway.metrics import Metrics
+from gateway.mqtt_lanes import LaneLedger
 from gateway.ratelimit import DeviceRateLimiter
 from gateway.registry import DeviceRegistry, Route
 from gateway.rules.sensors import is_sign_of_life
@@ -390,6 +391,8 @@ class MqttIngest:
         registry_refresh: float = 15.0,
         client_id: str | None = None,
         owns: Callable[[DeviceSpec], bool] | None = None,
+        exact_topics: bool = False,
+        ledger: LaneLedger | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -405,6 +408,12 @@ class MqttIngest:
         #: their own client id and subscribe only to the devices ``owns`` accepts.
         self.client_id = client_id or settings.mqtt_client_id
         self.owns = owns
+        #: Subscribe to the owned devices' own topics only, no family wildcards (the
+        #: emergency lane: it must not receive routine traffic).
+        self.exact_topics = exact_topics
+        #: Shared with another session whose subscriptions overlap this one's: a message
+        #: both receive is stored once (see gateway.mqtt_lanes).
+        self.ledger = ledger
         self.connected = False
         #: For /healthz: ``disconnected``, ``subscribing`` (connected, SUBACK not yet in, or
         #: refused) or ``connected`` (subscribed: able to receive).
@@ -435,6 +444,12 @@ class MqttIngest:
             if not is_ignorable(topic):
                 batch.unknown.append(_Unknown(topic, payload, received_at))
             return
+        if (
+            self.ledger is not None
+            and self.ledger.covers(route.spec)
+            and not self.ledger.first_sight(self.client_id, topic, payload, message.retain)
+        ):
+            return  # the other session has this very message and stores it
         try:
             events = parse(
                 route.spec, route.role, payload, retained=message.retain, received_at=received_at
@@ -523,7 +538,10 @@ class MqttIngest:
         return client
 
     def _filters(self) -> set[str]:
-        filters = set(self.registry.filters(self.owns))
+        if self.exact_topics and self.owns is not None:
+            filters = set(self.registry.topics(self.owns))
+        else:
+            filters = set(self.registry.filters(self.owns))
         group = self.settings.mqtt_share_group
         if group:
             return {f"$share/{group}/{f}" for f in filters}
@@ -541,7 +559,7 @@ class MqttIngest:
                 log.error("broker refused %d subscription(s), e.g. %s", len(refused), refused[0])
                 raise aiomqtt.MqttError(f"broker refused subscription to {refused[0]!r}")
             self._subscribed |= set(missing)
-            log.info("subscribed to %d filters", len(missing))
+            log.info("%s subscribed to %d filters", self.client_id, len(missing))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, consume and reconnect (capped exponential backoff) until ``stop`` is set."""
@@ -604,8 +622,10 @@ class MqttIngest:
             while True:
                 await asyncio.sleep(self.registry_refresh)
                 try:
-                    if await self.registry.load(self.db):
-                        await self._subscribe_new(client)
+                    # The register may be shared with another session that reloaded it
+                    # first: compare subscriptions, not whether this load changed anything.
+                    await self.registry.load(self.db)
+                    await self._subscribe_new(client)
                 except aiomqtt.MqttError:
                     raise
                 except Exception:

@@ -56,8 +56,9 @@ async def _gateway_behind(
         gate.refuse = False
         stop.set()
         await asyncio.wait_for(task, 20)
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"gw-{prefix}", clean_session=True):
-            pass
+        for client_id in (f"gw-{prefix}", f"gw-{prefix}-emergency"):  # both lanes' sessions
+            async with aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, clean_session=True):
+                pass
 
 
 async def _health(client: httpx.AsyncClient, url: str) -> tuple[int, dict[str, str]] | None:

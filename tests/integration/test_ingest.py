@@ -59,6 +59,7 @@ async def running(
         stop.set()
         await asyncio.wait_for(task, 20)
         await _clear_persistent_session(mqtt_url, settings.mqtt_client_id)
+        await _clear_persistent_session(mqtt_url, f"{settings.mqtt_client_id}-emergency")
 
 
 async def _clear_persistent_session(mqtt_url: str, client_id: str) -> None:
