@@ -14,13 +14,15 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import aiomqtt
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY, MQTTv5
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
@@ -56,6 +58,7 @@ _LOG_EVERY_SECONDS = 60.0
 _MAX_PLAIN_ID = 90
 _DEVICE_STATE = cast(Table, DeviceState.__table__)
 _PERSONS = cast(Table, Person.__table__)
+_EVENTS = cast(Table, Event.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +188,11 @@ class EventStore:
                 )
         if not rows:
             return Stored([], repeated_in_batch)
+        # Core on the table, not the ORM entity: the ORM's bulk path costs per row.
         statement = (
-            self._insert(Event)
+            self._insert(_EVENTS)
             .on_conflict_do_nothing(index_elements=["device_uid", "dedup_key"])
-            .returning(Event.device_uid, Event.dedup_key)
+            .returning(_EVENTS.c.device_uid, _EVENTS.c.dedup_key)
         )
         inserted = (await session.execute(statement, rows)).all()
         new = [context[(uid, key)] for uid, key in inserted]
@@ -375,6 +379,114 @@ class _RateLimitedLog:
             log.warning(message, *args)
 
 
+#: A received PUBLISH: topic, payload, retain, QoS, packet id.
+_Received = tuple[str, bytes, bool, int, int]
+
+
+class _Inbox:
+    """Messages read off the socket, waiting for the batch loop (filled on the event loop)."""
+
+    def __init__(self) -> None:
+        self.messages: deque[_Received] = deque()
+        self.ready = asyncio.Event()
+        self.stopping = False
+
+    def on_message(self, _client: object, _userdata: object, message: Any) -> None:
+        """paho's callback, for the PUBLISH packets the fast path leaves to paho."""
+        payload = message.payload
+        self.messages.append(
+            (message.topic, bytes(payload), bool(message.retain), message.qos, message.mid)
+        )
+        if not self.ready.is_set():
+            self.ready.set()
+
+    async def wait(self, within: float | None = None) -> bool:
+        """Wait until a message (or a stop, or a disconnection) is in; False on timeout."""
+        if not self.ready.is_set():
+            try:
+                await asyncio.wait_for(self.ready.wait(), within)
+            except TimeoutError:
+                return False
+        self.ready.clear()
+        return True
+
+
+def _decode_publishes_directly(paho: Any, inbox: _Inbox) -> None:
+    """Decode QoS 0/1 PUBLISH packets without properties straight into the inbox.
+
+    paho builds an ``MQTTMessage`` per PUBLISH, with a ``threading.Condition``, an MQTT 5
+    ``Properties`` object and a debug log line: that was most of a drain's time once the
+    storage was batched. Our sessions never enable topic aliases, and the broker sends
+    properties only when a publisher set some; anything unusual (QoS 2, any property) goes
+    through paho's own handler and reaches ``on_message`` as before. Acknowledgement stays
+    paho's ``ack()`` after commit (manual acks).
+    """
+    original = paho._handle_publish  # noqa: SLF001
+    v5 = paho._protocol == MQTTv5  # noqa: SLF001
+    messages = inbox.messages
+    ready = inbox.ready
+
+    def handle_publish() -> MQTTErrorCode:
+        packet = paho._in_packet  # noqa: SLF001
+        header: int = packet["command"]
+        data: bytearray = packet["packet"]
+        qos = (header & 0x06) >> 1
+        if qos > 1:
+            return cast(MQTTErrorCode, original())
+        end = 2 + int.from_bytes(data[0:2], "big")
+        topic = data[2:end]
+        mid = 0
+        if qos:
+            mid = int.from_bytes(data[end : end + 2], "big")
+            end += 2
+        if v5:
+            if end >= len(data) or data[end] != 0:  # properties present
+                return cast(MQTTErrorCode, original())
+            end += 1
+        try:
+            text = topic.decode("utf-8")
+        except UnicodeDecodeError:
+            return cast(MQTTErrorCode, original())
+        messages.append((text, bytes(data[end:]), bool(header & 0x01), qos, mid))
+        if not ready.is_set():
+            ready.set()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    paho._handle_publish = handle_publish  # noqa: SLF001
+
+
+#: Packets read per wake-up before other tasks get a turn.
+_BURST_PACKETS = 2000
+
+
+def _read_in_bursts(paho: Any, disconnected: asyncio.Future[None]) -> None:
+    """Read every packet the socket holds per wake-up, not one (aiomqtt's reader): a loop
+    iteration per message was the largest single cost of a backlog drain."""
+    loop = asyncio.get_running_loop()
+    sock = paho.socket()
+    if sock is None:
+        return
+
+    def burst() -> None:
+        try:
+            for _ in range(_BURST_PACKETS):
+                if paho._sock is None:  # noqa: SLF001
+                    return
+                rc = paho._packet_read()  # noqa: SLF001
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    return
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    paho._loop_rc_handle(rc)  # noqa: SLF001 - as loop_read(): disconnect
+                    return
+            loop.call_soon(burst)  # more may be waiting; let the batch loop run first
+        except Exception as exc:  # noqa: BLE001 - a broken connection, as aiomqtt's reader
+            if not disconnected.done():
+                disconnected.set_exception(aiomqtt.MqttError(str(exc)))
+
+    loop.remove_reader(sock.fileno())
+    loop.add_reader(sock.fileno(), burst)
+
+
 class MqttIngest:
     """Owns the broker connection: subscribe, batch, store, acknowledge, hand to rules."""
 
@@ -419,6 +531,7 @@ class MqttIngest:
         #: refused) or ``connected`` (subscribed: able to receive).
         self.mqtt_state = "disconnected"
         self._client: aiomqtt.Client | None = None
+        self._inbox = _Inbox()
         self._log = _RateLimitedLog()
         self.rate_limiter = DeviceRateLimiter(
             settings.device_rate_limit, settings.device_rate_burst
@@ -434,11 +547,14 @@ class MqttIngest:
 
     def classify(self, batch: StoreBatch, message: aiomqtt.Message, received_at: datetime) -> None:
         """Turn one MQTT message into accepted events, a rejection, or an unknown device."""
-        topic = message.topic.value
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode()
-        payload = bytes(payload)
+        self._classify(batch, message.topic.value, bytes(payload), message.retain, received_at)
+
+    def _classify(
+        self, batch: StoreBatch, topic: str, payload: bytes, retain: bool, received_at: datetime
+    ) -> None:
         route = self.registry.lookup(topic)
         if route is None:
             if not is_ignorable(topic):
@@ -447,12 +563,12 @@ class MqttIngest:
         if (
             self.ledger is not None
             and self.ledger.covers(route.spec)
-            and not self.ledger.first_sight(self.client_id, topic, payload, message.retain)
+            and not self.ledger.first_sight(self.client_id, topic, payload, retain)
         ):
             return  # the other session has this very message and stores it
         try:
             events = parse(
-                route.spec, route.role, payload, retained=message.retain, received_at=received_at
+                route.spec, route.role, payload, retained=retain, received_at=received_at
             )
         except Exception as unexpected:
             if isinstance(unexpected, PayloadError):
@@ -535,6 +651,12 @@ class MqttIngest:
         # Must happen before connecting: the broker replays the persistent session at once.
         # aiomqtt exposes no switch for this, so we reach its paho client (pinned <3).
         client._client.manual_ack_set(True)  # noqa: SLF001
+        # Messages go straight from paho's parser into our inbox: aiomqtt's own path (a
+        # Message object, a queue item and a task wake-up per message) cost more than
+        # storing them (issue #15).
+        self._inbox = _Inbox()
+        client._client.on_message = self._inbox.on_message  # noqa: SLF001
+        _decode_publishes_directly(client._client, self._inbox)  # noqa: SLF001
         return client
 
     def _filters(self) -> set[str]:
@@ -608,15 +730,17 @@ class MqttIngest:
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        queue: asyncio.Queue[aiomqtt.Message | None] = asyncio.Queue()
-
-        async def pump() -> None:
-            async for message in client.messages:
-                queue.put_nowait(message)
+        inbox = self._inbox
+        paho = client._client  # noqa: SLF001 - manual acks and reads, see _make_client
+        # Completed (with aiomqtt's MqttError) when the connection drops.
+        disconnected: asyncio.Future[None] = client._disconnected  # noqa: SLF001
+        disconnected.add_done_callback(lambda _: inbox.ready.set())
+        _read_in_bursts(paho, disconnected)
 
         async def stopper() -> None:
             await stop.wait()
-            queue.put_nowait(None)
+            inbox.stopping = True
+            inbox.ready.set()
 
         async def refresher() -> None:
             while True:
@@ -632,59 +756,52 @@ class MqttIngest:
                     log.exception("could not refresh the device register")
 
         tasks = [
-            asyncio.create_task(pump(), name="mqtt-pump"),
             asyncio.create_task(stopper(), name="mqtt-stopper"),
             asyncio.create_task(refresher(), name="registry-refresh"),
         ]
         try:
-            await self._batch_loop(client, queue, tasks[0])
+            await self._batch_loop(paho, inbox, disconnected)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _batch_loop(
-        self,
-        client: aiomqtt.Client,
-        queue: asyncio.Queue[aiomqtt.Message | None],
-        pump: asyncio.Task[None],
+        self, paho: Any, inbox: _Inbox, disconnected: asyncio.Future[None]
     ) -> None:
         window = self.settings.ingest_batch_window.total_seconds()
         limit = self.settings.ingest_batch_size
-        paho = client._client  # noqa: SLF001 - manual acks, see _make_client
+        messages = inbox.messages
         while True:
-            get = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({get, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                pump.result()  # re-raise the connection error
+            if not messages:
+                await inbox.wait()
+            if disconnected.done():
+                disconnected.result()  # re-raise the connection error
                 raise aiomqtt.MqttError("message stream ended")
-            first = get.result()
-            if first is None:
-                return
+            if not messages:
+                if inbox.stopping:
+                    return
+                continue
             batch = StoreBatch()
             mids: list[tuple[int, int]] = []
+            taken = 0
+            received_at = self.clock.now()
             deadline = time.monotonic() + window
-            message: aiomqtt.Message | None = first
-            stopping = False
-            while message is not None:
-                self.classify(batch, message, self.clock.now())
-                if message.qos > 0:
-                    mids.append((message.mid, message.qos))
-                if batch.urgent or len(batch) >= limit:
+            while True:
+                while messages and taken < limit and not batch.urgent:
+                    topic, payload, retain, qos, mid = messages.popleft()
+                    taken += 1
+                    self._classify(batch, topic, payload, retain, received_at)
+                    if qos > 0:
+                        mids.append((mid, qos))
+                if batch.urgent or taken >= limit or inbox.stopping or disconnected.done():
                     break
-                try:
-                    message = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        message = await asyncio.wait_for(queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                if message is None:
-                    stopping = True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await inbox.wait(remaining):
+                    break
+                received_at = self.clock.now()
+            if disconnected.done():
+                continue  # unacknowledged: the broker redelivers them on reconnection
             stored = await self._flush_with_retry(batch)
             for mid, qos in mids:
                 paho.ack(mid, qos)
@@ -694,7 +811,7 @@ class MqttIngest:
                 except Exception:
                     # The events are stored; rules re-evaluate from the database on tick.
                     log.exception("rules failed on a stored batch")
-            if stopping:
+            if inbox.stopping:
                 return
 
     async def _flush_with_retry(self, batch: StoreBatch) -> Stored:
