@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import tempfile
@@ -33,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
-import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -50,6 +50,11 @@ from gateway.storage.db import migrate
 from tests.helpers import register_yaml
 from tests.services import mosquitto, scratch_pg_database
 
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 HEADING = "## Ingest rate against bare MQTT clients (issue #15)"
 
 
@@ -60,10 +65,10 @@ def _messages(prefix: str, homes: int, count: int) -> list[tuple[str, bytes]]:
         home = rng.randrange(homes)
         if n % 3 == 2:
             topic = f"{prefix}-z2m/{prefix}-p{home}-door"
-            payload = orjson.dumps({"contact": n % 2 == 0, "battery": 90, "linkquality": 120})
+            payload = _json({"contact": n % 2 == 0, "battery": 90, "linkquality": 120})
         else:
             topic = f"{prefix}/homewatch/{prefix}-p{home}-pir/event"
-            payload = orjson.dumps({"type": "motion", "state": n % 2 == 0, "id": f"b{n}"})
+            payload = _json({"type": "motion", "state": n % 2 == 0, "id": f"b{n}"})
         out.append((topic, payload))
     return out
 
@@ -81,9 +86,7 @@ def _publish(port: int, messages: Sequence[tuple[str, bytes]]) -> None:
 
 
 def _paho_client(port: int, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
-    )
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     properties.SessionExpiryInterval = 3600
     properties.ReceiveMaximum = 2000
