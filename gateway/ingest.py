@@ -50,6 +50,9 @@ __all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored",
 
 log = logging.getLogger(__name__)
 
+#: Messages classified between turns for the other tasks (the emergency lane).
+_YIELD_EVERY = 100
+
 #: The broker may push this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
 #: Maximum). Mosquitto uses 20 for MQTT 3.1.1 clients, which would starve batching.
 RECEIVE_MAXIMUM = 2000
@@ -411,6 +414,10 @@ class MqttIngest:
                         self._classify(batch, topic, payload, retain, received_at)
                         if qos > 0:
                             mids.append((mid, qos))
+                        if taken % _YIELD_EVERY == 0:
+                            # One event loop serves both lanes: a routine batch must not
+                            # hold an SOS on the other session for its whole length.
+                            await asyncio.sleep(0)
                     if batch.urgent or taken >= limit or inbox.stopping or disconnected.done():
                         break
                     if pending is not None and pending.task.done():

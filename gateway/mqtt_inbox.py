@@ -98,7 +98,7 @@ def decode_publishes_directly(paho: Any, inbox: Inbox) -> None:
 
 
 #: Packets read per wake-up before other tasks get a turn.
-_BURST_PACKETS = 2000
+_BURST_PACKETS = 500
 
 
 def read_in_bursts(paho: Any, disconnected: asyncio.Future[None]) -> None:
