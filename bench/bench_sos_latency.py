@@ -250,7 +250,7 @@ def _write(table: str, command: str) -> None:
     if HEADING in text:
         before, _, rest = text.partition(HEADING)
         following = rest.find("\n## ")
-        text = before + section + (rest[following + 1 :] if following >= 0 else "")
+        text = before + section + ("\n" + rest[following + 1 :] if following >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")

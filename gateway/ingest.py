@@ -4,6 +4,11 @@ The order is the point. aiomqtt acknowledges QoS 1 on receipt, so a crash betwee
 and commit would silently lose an SOS; we switch paho to manual acks and send each PUBACK
 only after the batch holding that message has committed. Writes are batched (a commit per
 message caps out near 1.4k msg/s), but an SOS or fall flushes its batch at once.
+
+Per-message costs are kept out of the way (issue #15): packets go from the socket straight
+into an inbox (gateway.mqtt_inbox), the next batch is classified while the previous one
+commits (gateway.mqtt_store), and SOS and fall devices have a session of their own so
+that they never queue behind routine traffic (gateway.mqtt_lanes).
 """
 
 from __future__ import annotations
