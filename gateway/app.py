@@ -27,6 +27,7 @@ from gateway.devices import DeviceSpec
 from gateway.events import EventKind
 from gateway.ingest import MqttIngest, RoutedEvent
 from gateway.metrics import Metrics
+from gateway.mqtt_lanes import LaneLedger, combined_mqtt_state, is_emergency_device
 from gateway.partitions import (
     LeaseBoard,
     PartitionSupervisor,
@@ -117,6 +118,9 @@ class Gateway:
         )
         self.emergency = EmergencyRule()
         self.watch = QuietHomeWatcher(self.settings, self.db, self.alerts, self.clock)
+        # SOS and fall reports get an MQTT session of their own so that they never queue
+        # behind routine traffic (gateway.mqtt_lanes); a message both receive is stored once.
+        lanes = LaneLedger()
         self.ingest = MqttIngest(
             self.settings,
             self.db,
@@ -125,11 +129,32 @@ class Gateway:
             self.metrics,
             on_events=self.on_events,
             activity_judge=self.watch.judge,
+            ledger=lanes,
+        )
+        self.emergency_ingest = MqttIngest(
+            self.settings,
+            self.db,
+            self.registry,
+            self.clock,
+            self.metrics,
+            on_events=self.on_events,
+            activity_judge=self.watch.judge,
+            client_id=f"{self.settings.mqtt_client_id}-emergency",
+            owns=is_emergency_device,
+            exact_topics=True,
+            ledger=lanes,
         )
         #: What holds the broker link: the single session, or leased partitions of sessions.
+        #: Partitioned, the emergency lane is partitioned too: a second kind of session whose
+        #: exact topics are the SOS and fall devices', which the routine kind leaves out.
         self.mqtt: MqttIngest | PartitionSupervisor = self.ingest
         if self.settings.mqtt_partitions:
-            self.mqtt = self._partition_supervisor([SessionKind("ingest")])
+            self.mqtt = self._partition_supervisor(
+                [
+                    SessionKind("ingest", covers=_routine_device),
+                    SessionKind("emergency", "-emergency", covers=is_emergency_device),
+                ]
+            )
         self.api: FastAPI = create_app(
             ApiContext(
                 settings=self.settings,
@@ -138,7 +163,7 @@ class Gateway:
                 metrics=self.metrics,
                 alerts=self.alerts,
                 secret_key=self.secret_key,
-                health=lambda: self.mqtt.mqtt_state,
+                health=self._mqtt_state,
             )
         )
 
@@ -231,7 +256,7 @@ class Gateway:
         # Per-person rules must be known before the first report is judged.
         await self.watch.refresh()
         tasks = [
-            asyncio.create_task(self.mqtt.run(stop), name="ingest"),
+            *self._mqtt_tasks(stop),
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
             asyncio.create_task(self.watch.run(stop), name="quiet-home"),
             asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),
@@ -279,6 +304,28 @@ class Gateway:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self.db.dispose()
         log.info("gateway stopped")
+
+    def _mqtt_state(self) -> str:
+        if isinstance(self.mqtt, PartitionSupervisor):
+            return self.mqtt.mqtt_state
+        return combined_mqtt_state((self.ingest, self.emergency_ingest))
+
+    def _mqtt_tasks(self, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+        if isinstance(self.mqtt, PartitionSupervisor):
+            return [asyncio.create_task(self.mqtt.run(stop), name="ingest")]
+        return [
+            asyncio.create_task(self.ingest.run(stop), name="ingest"),
+            asyncio.create_task(self._run_emergency_lane(stop), name="ingest-emergency"),
+        ]
+
+    async def _run_emergency_lane(self, stop: asyncio.Event) -> None:
+        # Same MQTT version as the routine session (the demo's embedded broker is 3.1.1).
+        self.emergency_ingest.protocol = self.ingest.protocol
+        await self.emergency_ingest.run(stop)
+
+
+def _routine_device(spec: DeviceSpec) -> bool:
+    return not is_emergency_device(spec)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:

@@ -4,47 +4,60 @@ The order is the point. aiomqtt acknowledges QoS 1 on receipt, so a crash betwee
 and commit would silently lose an SOS; we switch paho to manual acks and send each PUBACK
 only after the batch holding that message has committed. Writes are batched (a commit per
 message caps out near 1.4k msg/s), but an SOS or fall flushes its batch at once.
+
+Per-message costs are kept out of the way (issue #15): packets go from the socket straight
+into an inbox (gateway.mqtt_inbox), the next batch is classified while the previous one
+commits (gateway.mqtt_store), and SOS and fall devices have a session of their own so
+that they never queue behind routine traffic (gateway.mqtt_lanes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import aiomqtt
 from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import Table, and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.clock import Clock
 from gateway.config import Settings
 from gateway.devices import DeviceSpec, is_ignorable, parse
-from gateway.events import EventKind, PayloadError, SensorEvent
+from gateway.events import PayloadError, SensorEvent
 from gateway.metrics import Metrics
+from gateway.mqtt_inbox import Inbox, decode_publishes_directly, read_in_bursts
+from gateway.mqtt_lanes import LaneLedger
+from gateway.mqtt_store import (
+    Accepted,
+    ActivityJudge,
+    EventStore,
+    Rejected,
+    RoutedEvent,
+    StoreBatch,
+    Stored,
+    Unknown,
+    dedup_base,
+)
 from gateway.ratelimit import DeviceRateLimiter
-from gateway.registry import DeviceRegistry, Route
-from gateway.rules.sensors import is_sign_of_life
+from gateway.registry import DeviceRegistry
 from gateway.storage.db import Database
-from gateway.storage.models import DeviceState, Event, Person, RejectedMessage, UnknownDevice
 from gateway.tls import mqtt_tls_context
 
-__all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored"]
+# The store's types are re-exported: the rules, replay and tests know them from here.
+__all__ = ["ActivityJudge", "MqttIngest", "RoutedEvent", "StoreBatch", "Stored", "dedup_base"]
 
 log = logging.getLogger(__name__)
 
-#: Largest payload kept for inspection (rejected and unknown-device rows).
-_KEEP_PAYLOAD_BYTES = 4096
+#: Messages classified between turns for the other tasks (the emergency lane).
+_YIELD_EVERY = 100
+
 #: The broker may push this many unacknowledged QoS 1 messages at once (MQTT 5 Receive
 #: Maximum). Mosquitto uses 20 for MQTT 3.1.1 clients, which would starve batching.
 RECEIVE_MAXIMUM = 2000
@@ -53,305 +66,6 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 _LOG_EVERY_SECONDS = 60.0
 #: Filters per SUBSCRIBE packet.
 _SUBSCRIBE_BATCH = 2000
-#: Payload ids up to this length are kept verbatim in the 100-character dedup key.
-_MAX_PLAIN_ID = 90
-_DEVICE_STATE = cast(Table, DeviceState.__table__)
-_PERSONS = cast(Table, Person.__table__)
-
-
-@dataclass(frozen=True, slots=True)
-class RoutedEvent:
-    """A stored event with the register context the rules need."""
-
-    event: SensorEvent
-    device_id: int
-    person_id: int
-
-
-#: Does this stored report count as a sign of life? (event, did a door change position)
-ActivityJudge = Callable[[RoutedEvent, bool], bool]
-
-
-@dataclass(slots=True)
-class _Accepted:
-    route: Route
-    events: list[SensorEvent]
-    dedup_base: str
-
-
-@dataclass(slots=True)
-class _Rejected:
-    topic: str
-    device_uid: str | None
-    error: PayloadError
-    payload: bytes
-    received_at: datetime
-
-
-@dataclass(slots=True)
-class _Unknown:
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
-@dataclass(slots=True)
-class StoreBatch:
-    """What one commit writes; built by :meth:`MqttIngest.classify`."""
-
-    accepted: list[_Accepted] = field(default_factory=list)
-    rejected: list[_Rejected] = field(default_factory=list)
-    unknown: list[_Unknown] = field(default_factory=list)
-    urgent: bool = False
-
-    def __len__(self) -> int:
-        return len(self.accepted) + len(self.rejected) + len(self.unknown)
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """The outcome of one commit."""
-
-    new_events: list[RoutedEvent]
-    duplicates: int
-
-
-def dedup_base(payload_id: str | None) -> str:
-    """The per-message part of an event's dedup key.
-
-    A payload ``id`` makes repeats and QoS 1 redeliveries no-ops. Without one, identical
-    payloads are legitimately repeated by real sensors, so the key is unique per receipt:
-    such a message redelivered after a crash between commit and ack is stored twice, which
-    is harmless (a motion twice; a second SOS press joins the open alert).
-    """
-    if payload_id is None:
-        return "r:" + uuid.uuid4().hex
-    if len(payload_id) <= _MAX_PLAIN_ID:
-        return "i:" + payload_id
-    # The key column is 100 characters; a long id is hashed, never cut (two ids sharing a
-    # prefix must stay two events).
-    return "h:" + hashlib.blake2b(payload_id.encode(), digest_size=20).hexdigest()
-
-
-class EventStore:
-    """Writes a batch in one transaction; dialect-aware upserts for SQLite and PostgreSQL."""
-
-    def __init__(
-        self, db: Database, *, rejected_keep: int, activity_judge: ActivityJudge | None = None
-    ) -> None:
-        self.db = db
-        self.rejected_keep = rejected_keep
-        self._activity_judge = activity_judge
-        self._insert: Any = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
-        self._commits = 0
-
-    async def store(self, batch: StoreBatch) -> Stored:
-        async with self.db.session() as session, session.begin():
-            stored = await self._store_events(session, batch.accepted)
-            await self._store_rejected(session, batch.rejected)
-            await self._store_unknown(session, batch.unknown)
-        self._commits += 1
-        if batch.rejected and self._commits % 100 == 0:
-            await self.trim_rejected()
-        return stored
-
-    async def _store_events(self, session: AsyncSession, accepted: list[_Accepted]) -> Stored:
-        rows: list[dict[str, Any]] = []
-        context: dict[tuple[str, str], RoutedEvent] = {}
-        repeated_in_batch = 0
-        for item in accepted:
-            for index, ev in enumerate(item.events):
-                key = f"{item.dedup_base}#{index}"
-                if (ev.device_uid, key) in context:
-                    repeated_in_batch += 1
-                    continue
-                context[(ev.device_uid, key)] = RoutedEvent(
-                    ev, item.route.device_id, item.route.person_id
-                )
-                rows.append(
-                    {
-                        "device_uid": ev.device_uid,
-                        "person_id": item.route.person_id,
-                        "kind": ev.kind.value,
-                        "state": ev.state,
-                        "occurred_at": ev.occurred_at,
-                        "received_at": ev.received_at,
-                        "event_id": ev.event_id,
-                        "dedup_key": key,
-                        "battery": ev.battery,
-                        "link_quality": ev.link_quality,
-                        "retained": ev.retained,
-                        "timestamp_fallback": ev.timestamp_fallback,
-                    }
-                )
-        if not rows:
-            return Stored([], repeated_in_batch)
-        statement = (
-            self._insert(Event)
-            .on_conflict_do_nothing(index_elements=["device_uid", "dedup_key"])
-            .returning(Event.device_uid, Event.dedup_key)
-        )
-        inserted = (await session.execute(statement, rows)).all()
-        new = [context[(uid, key)] for uid, key in inserted]
-        new.sort(key=lambda r: r.event.received_at)
-        await self._update_state(session, new)
-        return Stored(new, len(rows) - len(new) + repeated_in_batch)
-
-    async def _previous_sensor_state(
-        self, session: AsyncSession, new: list[RoutedEvent]
-    ) -> dict[int, tuple[bool | None, datetime | None]]:
-        """Door position and motion-run start before this batch, for devices that report them."""
-        wanted = {r.device_id for r in new if r.event.kind in (EventKind.DOOR, EventKind.MOTION)}
-        if not wanted:
-            return {}
-        rows = await session.execute(
-            select(
-                _DEVICE_STATE.c.device_id, _DEVICE_STATE.c.door_open, _DEVICE_STATE.c.motion_since
-            ).where(_DEVICE_STATE.c.device_id.in_(wanted))
-        )
-        return {device_id: (door, since) for device_id, door, since in rows}
-
-    async def _update_state(self, session: AsyncSession, new: list[RoutedEvent]) -> None:
-        previous = await self._previous_sensor_state(session, new)
-        seen: dict[int, dict[str, Any]] = {}
-        activity: dict[int, datetime] = {}
-        for routed in new:
-            ev = routed.event
-            state = seen.setdefault(routed.device_id, {"device_id": routed.device_id})
-            if ev.retained and ev.kind is not EventKind.AVAILABILITY:
-                # A retained message was published long ago: current state, not a sign of life.
-                continue
-            state["last_seen_at"] = max(ev.received_at, state.get("last_seen_at", ev.received_at))
-            if ev.kind is EventKind.AVAILABILITY:
-                state["online"] = bool(ev.state)
-            else:
-                state["online"] = True
-            if ev.battery is not None:
-                state["battery"] = ev.battery
-            if ev.link_quality is not None:
-                state["link_quality"] = ev.link_quality
-            door_before, motion_since = previous.get(routed.device_id, (None, None))
-            door_changed = False
-            if ev.kind is EventKind.DOOR and ev.state is not None:
-                # Zigbee2MQTT repeats `contact` in every battery and link report: only a
-                # change of position is somebody using the door.
-                door_changed = ev.state != state.get("door_open", door_before)
-                if door_changed:
-                    state["door_open"] = ev.state
-                    state["door_changed_at"] = min(ev.occurred_at, ev.received_at)
-            if ev.kind is EventKind.MOTION and ev.state is not None:
-                since = state.get("motion_since", motion_since)
-                state["motion_since"] = (since or ev.received_at) if ev.state else None
-            if self._counts_as_activity(routed, door_changed):
-                # A device clock running fast must not push "last seen alive" into the future
-                # and so silence the inactivity rule.
-                at = min(ev.occurred_at, ev.received_at)
-                previous_at = activity.get(routed.person_id)
-                if previous_at is None or at > previous_at:
-                    activity[routed.person_id] = at
-        # Group by key set: executemany needs identical parameter shapes.
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for params in seen.values():
-            if "last_seen_at" not in params and "online" not in params:
-                continue
-            groups.setdefault(tuple(sorted(params)), []).append(params)
-        for keys, params_list in groups.items():
-            values: dict[str, Any] = {k: bindparam(f"p_{k}") for k in keys if k != "device_id"}
-            # Core (not ORM) executemany: one UPDATE statement for the whole batch.
-            statement = (
-                update(_DEVICE_STATE)
-                .where(_DEVICE_STATE.c.device_id == bindparam("p_device_id"))
-                .values(**values)
-            )
-            await session.execute(
-                statement, [{f"p_{k}": v for k, v in p.items()} for p in params_list]
-            )
-        if activity:
-            persons = _PERSONS
-            statement = (
-                update(persons)
-                .where(
-                    and_(
-                        persons.c.id == bindparam("p_id"),
-                        or_(
-                            persons.c.last_activity_at.is_(None),
-                            persons.c.last_activity_at < bindparam("p_at"),
-                        ),
-                    )
-                )
-                .values(last_activity_at=bindparam("p_at"))
-            )
-            await session.execute(
-                statement, [{"p_id": pid, "p_at": at} for pid, at in activity.items()]
-            )
-
-    def _counts_as_activity(self, routed: RoutedEvent, door_changed: bool) -> bool:
-        if self._activity_judge is not None:
-            return self._activity_judge(routed, door_changed)
-        return is_sign_of_life(routed.event, door_changed=door_changed)
-
-    async def _store_rejected(self, session: AsyncSession, rejected: list[_Rejected]) -> None:
-        if not rejected or self.rejected_keep == 0:
-            return
-        await session.execute(
-            insert(RejectedMessage),
-            [
-                {
-                    "topic": r.topic[:255],
-                    "device_uid": r.device_uid,
-                    "reason": r.error.reason,
-                    "detail": r.error.detail[:1000],
-                    "payload": r.payload[:_KEEP_PAYLOAD_BYTES],
-                    "payload_size": len(r.payload),
-                    "received_at": r.received_at,
-                }
-                for r in rejected
-            ],
-        )
-
-    async def _store_unknown(self, session: AsyncSession, unknown: list[_Unknown]) -> None:
-        merged: dict[str, dict[str, Any]] = {}
-        for u in unknown:
-            row = merged.get(u.topic)
-            if row is None:
-                merged[u.topic] = {
-                    "topic": u.topic[:255],
-                    "first_seen_at": u.received_at,
-                    "last_seen_at": u.received_at,
-                    "message_count": 1,
-                    "last_payload": u.payload[:_KEEP_PAYLOAD_BYTES],
-                }
-            else:
-                row["last_seen_at"] = u.received_at
-                row["message_count"] += 1
-                row["last_payload"] = u.payload[:_KEEP_PAYLOAD_BYTES]
-        for row in merged.values():
-            statement = self._insert(UnknownDevice).values(**row)
-            statement = statement.on_conflict_do_update(
-                index_elements=["topic"],
-                set_={
-                    "last_seen_at": statement.excluded.last_seen_at,
-                    "last_payload": statement.excluded.last_payload,
-                    "message_count": UnknownDevice.message_count + statement.excluded.message_count,
-                },
-            )
-            await session.execute(statement)
-
-    async def trim_rejected(self) -> None:
-        """Keep the newest ``rejected_keep`` rejected payloads; older ones are dropped."""
-        async with self.db.session() as session, session.begin():
-            threshold = (
-                await session.execute(
-                    select(RejectedMessage.id)
-                    .order_by(RejectedMessage.id.desc())
-                    .offset(self.rejected_keep)
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
-            if threshold is not None:
-                await session.execute(
-                    delete(RejectedMessage).where(RejectedMessage.id <= threshold)
-                )
 
 
 EventsHandler = Callable[[Sequence[RoutedEvent]], Awaitable[None]]
@@ -376,6 +90,14 @@ class _RateLimitedLog:
             log.warning(message, *args)
 
 
+@dataclass(slots=True)
+class _Commit:
+    """A batch being written, and the packet ids to acknowledge once it has committed."""
+
+    task: asyncio.Task[Stored]
+    mids: list[tuple[int, int]]
+
+
 class MqttIngest:
     """Owns the broker connection: subscribe, batch, store, acknowledge, hand to rules."""
 
@@ -392,6 +114,8 @@ class MqttIngest:
         registry_refresh: float = 15.0,
         client_id: str | None = None,
         owns: Callable[[DeviceSpec], bool] | None = None,
+        exact_topics: bool = False,
+        ledger: LaneLedger | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -407,11 +131,18 @@ class MqttIngest:
         #: their own client id and subscribe only to the devices ``owns`` accepts.
         self.client_id = client_id or settings.mqtt_client_id
         self.owns = owns
+        #: Subscribe to the owned devices' own topics only, no family wildcards (the
+        #: emergency lane: it must not receive routine traffic).
+        self.exact_topics = exact_topics
+        #: Shared with another session whose subscriptions overlap this one's: a message
+        #: both receive is stored once (see gateway.mqtt_lanes).
+        self.ledger = ledger
         self.connected = False
         #: For /healthz: ``disconnected``, ``subscribing`` (connected, SUBACK not yet in, or
         #: refused) or ``connected`` (subscribed: able to receive).
         self.mqtt_state = "disconnected"
         self._client: aiomqtt.Client | None = None
+        self._inbox = Inbox()
         self._log = _RateLimitedLog()
         self.rate_limiter = DeviceRateLimiter(
             settings.device_rate_limit, settings.device_rate_burst
@@ -427,19 +158,28 @@ class MqttIngest:
 
     def classify(self, batch: StoreBatch, message: aiomqtt.Message, received_at: datetime) -> None:
         """Turn one MQTT message into accepted events, a rejection, or an unknown device."""
-        topic = message.topic.value
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode()
-        payload = bytes(payload)
+        self._classify(batch, message.topic.value, bytes(payload), message.retain, received_at)
+
+    def _classify(
+        self, batch: StoreBatch, topic: str, payload: bytes, retain: bool, received_at: datetime
+    ) -> None:
         route = self.registry.lookup(topic)
         if route is None:
             if not is_ignorable(topic):
-                batch.unknown.append(_Unknown(topic, payload, received_at))
+                batch.unknown.append(Unknown(topic, payload, received_at))
             return
+        if (
+            self.ledger is not None
+            and self.ledger.covers(route.spec)
+            and not self.ledger.first_sight(self.client_id, topic, payload, retain)
+        ):
+            return  # the other session has this very message and stores it
         try:
             events = parse(
-                route.spec, route.role, payload, retained=message.retain, received_at=received_at
+                route.spec, route.role, payload, retained=retain, received_at=received_at
             )
         except Exception as unexpected:
             if isinstance(unexpected, PayloadError):
@@ -455,16 +195,16 @@ class MqttIngest:
                 topic,
                 error,
             )
-            batch.rejected.append(_Rejected(topic, route.spec.uid, error, payload, received_at))
+            batch.rejected.append(Rejected(topic, route.spec.uid, error, payload, received_at))
             return
         if not events:
             return
         if not self._within_rate(route.spec.uid, received_at, events):
             limited = PayloadError("rate_limited", "device exceeds its message rate")
-            batch.rejected.append(_Rejected(topic, route.spec.uid, limited, payload, received_at))
+            batch.rejected.append(Rejected(topic, route.spec.uid, limited, payload, received_at))
             return
         payload_id = next((e.event_id for e in events if e.event_id), None)
-        batch.accepted.append(_Accepted(route, events, dedup_base(payload_id)))
+        batch.accepted.append(Accepted(route, events, dedup_base(payload_id)))
         if any(e.kind.is_emergency and not e.retained for e in events):
             batch.urgent = True
 
@@ -522,10 +262,19 @@ class MqttIngest:
         # Must happen before connecting: the broker replays the persistent session at once.
         # aiomqtt exposes no switch for this, so we reach its paho client (pinned <3).
         client._client.manual_ack_set(True)  # noqa: SLF001
+        # Messages go straight from paho's parser into our inbox: aiomqtt's own path (a
+        # Message object, a queue item and a task wake-up per message) cost more than
+        # storing them (issue #15).
+        self._inbox = Inbox()
+        client._client.on_message = self._inbox.on_message  # noqa: SLF001
+        decode_publishes_directly(client._client, self._inbox)  # noqa: SLF001
         return client
 
     def _filters(self) -> set[str]:
-        filters = set(self.registry.filters(self.owns))
+        if self.exact_topics and self.owns is not None:
+            filters = set(self.registry.topics(self.owns))
+        else:
+            filters = set(self.registry.filters(self.owns))
         group = self.settings.mqtt_share_group
         if group:
             return {f"$share/{group}/{f}" for f in filters}
@@ -548,7 +297,7 @@ class MqttIngest:
                 log.error("broker refused %d subscription(s), e.g. %s", len(refused), refused[0])
                 raise aiomqtt.MqttError(f"broker refused subscription to {refused[0]!r}")
             self._subscribed |= set(missing)
-            log.info("subscribed to %d filters", len(missing))
+            log.info("%s subscribed to %d filters", self.client_id, len(missing))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, consume and reconnect (capped exponential backoff) until ``stop`` is set."""
@@ -597,92 +346,128 @@ class MqttIngest:
         self.metrics.mqtt_connected.set(1 if connected else 0)
 
     async def _consume(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        queue: asyncio.Queue[aiomqtt.Message | None] = asyncio.Queue()
-
-        async def pump() -> None:
-            async for message in client.messages:
-                queue.put_nowait(message)
+        inbox = self._inbox
+        paho = client._client  # noqa: SLF001 - manual acks and reads, see _make_client
+        # Completed (with aiomqtt's MqttError) when the connection drops.
+        disconnected: asyncio.Future[None] = client._disconnected  # noqa: SLF001
+        disconnected.add_done_callback(lambda _: inbox.ready.set())
+        read_in_bursts(paho, disconnected)
 
         async def stopper() -> None:
             await stop.wait()
-            queue.put_nowait(None)
+            inbox.stopping = True
+            inbox.ready.set()
 
         async def refresher() -> None:
             while True:
                 await asyncio.sleep(self.registry_refresh)
                 try:
-                    if await self.registry.load(self.db):
-                        await self._subscribe_new(client)
+                    # The register may be shared with another session that reloaded it
+                    # first: compare subscriptions, not whether this load changed anything.
+                    await self.registry.load(self.db)
+                    await self._subscribe_new(client)
                 except aiomqtt.MqttError:
                     raise
                 except Exception:
                     log.exception("could not refresh the device register")
 
         tasks = [
-            asyncio.create_task(pump(), name="mqtt-pump"),
             asyncio.create_task(stopper(), name="mqtt-stopper"),
             asyncio.create_task(refresher(), name="registry-refresh"),
         ]
         try:
-            await self._batch_loop(client, queue, tasks[0])
+            await self._batch_loop(paho, inbox, disconnected)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _batch_loop(
-        self,
-        client: aiomqtt.Client,
-        queue: asyncio.Queue[aiomqtt.Message | None],
-        pump: asyncio.Task[None],
+        self, paho: Any, inbox: Inbox, disconnected: asyncio.Future[None]
     ) -> None:
+        """Collect, classify and commit batches; one commit in flight at a time.
+
+        While batch N commits, batch N+1 is read and classified (the database works in
+        another process or thread meanwhile). Commits, acknowledgements and the hand-over
+        to the rules stay in batch order: batch N+1 is written only after N committed, and
+        N is acknowledged and handed over as soon as its commit is in, not when N+1 is full.
+        """
         window = self.settings.ingest_batch_window.total_seconds()
         limit = self.settings.ingest_batch_size
-        paho = client._client  # noqa: SLF001 - manual acks, see _make_client
-        while True:
-            get = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({get, pump}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                pump.result()  # re-raise the connection error
-                raise aiomqtt.MqttError("message stream ended")
-            first = get.result()
-            if first is None:
-                return
-            batch = StoreBatch()
-            mids: list[tuple[int, int]] = []
-            deadline = time.monotonic() + window
-            message: aiomqtt.Message | None = first
-            stopping = False
-            while message is not None:
-                self.classify(batch, message, self.clock.now())
-                if message.qos > 0:
-                    mids.append((message.mid, message.qos))
-                if batch.urgent or len(batch) >= limit:
-                    break
-                try:
-                    message = queue.get_nowait()
-                except asyncio.QueueEmpty:
+        messages = inbox.messages
+        pending: _Commit | None = None
+        try:
+            while True:
+                if not messages and pending is None:
+                    await inbox.wait()
+                if disconnected.done():
+                    if pending is not None:
+                        await self._finish(paho, pending)
+                        pending = None
+                    disconnected.result()  # re-raise the connection error
+                    raise aiomqtt.MqttError("message stream ended")
+                if not messages:
+                    if pending is not None:
+                        await self._finish(paho, pending)
+                        pending = None
+                        continue
+                    if inbox.stopping:
+                        return
+                    continue
+                batch = StoreBatch()
+                mids: list[tuple[int, int]] = []
+                taken = 0
+                received_at = self.clock.now()
+                deadline = time.monotonic() + window
+                while True:
+                    while messages and taken < limit and not batch.urgent:
+                        topic, payload, retain, qos, mid = messages.popleft()
+                        taken += 1
+                        self._classify(batch, topic, payload, retain, received_at)
+                        if qos > 0:
+                            mids.append((mid, qos))
+                        if taken % _YIELD_EVERY == 0:
+                            # One event loop serves both lanes: a routine batch must not
+                            # hold an SOS on the other session for its whole length.
+                            await asyncio.sleep(0)
+                    if batch.urgent or taken >= limit or inbox.stopping or disconnected.done():
+                        break
+                    if pending is not None and pending.task.done():
+                        await self._finish(paho, pending)
+                        pending = None
+                        continue
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    if remaining <= 0 or not await inbox.wait(remaining):
                         break
-                    try:
-                        message = await asyncio.wait_for(queue.get(), remaining)
-                    except TimeoutError:
-                        break
-                if message is None:
-                    stopping = True
-            stored = await self._flush_with_retry(batch)
-            for mid, qos in mids:
-                paho.ack(mid, qos)
-            if stored.new_events and self.on_events is not None:
-                try:
-                    await self.on_events(stored.new_events)
-                except Exception:
-                    # The events are stored; rules re-evaluate from the database on tick.
-                    log.exception("rules failed on a stored batch")
-            if stopping:
-                return
+                    received_at = self.clock.now()
+                if pending is not None:
+                    await self._finish(paho, pending)
+                    pending = None
+                if disconnected.done():
+                    continue  # unacknowledged: the broker redelivers them on reconnection
+                pending = _Commit(asyncio.create_task(self._flush_with_retry(batch)), mids)
+                # Wakes the collection above when the commit is in.
+                pending.task.add_done_callback(lambda _: inbox.ready.set())
+                if inbox.stopping:
+                    await self._finish(paho, pending)
+                    pending = None
+                    return
+        finally:
+            if pending is not None and not pending.task.done():
+                # Rolled back and unacknowledged: redelivered on the next connection.
+                pending.task.cancel()
+
+    async def _finish(self, paho: Any, commit: _Commit) -> None:
+        """Acknowledge a committed batch, then hand its new events to the rules."""
+        stored = await commit.task
+        for mid, qos in commit.mids:
+            paho.ack(mid, qos)
+        if stored.new_events and self.on_events is not None:
+            try:
+                await self.on_events(stored.new_events)
+            except Exception:
+                # The events are stored; rules re-evaluate from the database on tick.
+                log.exception("rules failed on a stored batch")
 
     async def _flush_with_retry(self, batch: StoreBatch) -> Stored:
         """A database hiccup must not drop the batch: retry; unacked messages stay queued."""

@@ -77,6 +77,18 @@ class DeviceRegistry:
             specs = (spec for spec in specs if owns(spec))
         return list(subscription_filters(specs))
 
+    def topics(self, owns: Callable[[DeviceSpec], bool]) -> list[str]:
+        """The exact topics of the devices ``owns`` accepts, no family wildcards (a session
+        that must hear those devices and nothing else: the emergency lane)."""
+        return [
+            topic
+            for spec, _, _ in self._rows
+            if owns(spec)
+            for topic in device_topics(spec)
+            # A bad register entry must not break the subscription (as in the filters).
+            if topic and not any(c in topic for c in "+#\0")
+        ]
+
     def replace(self, rows: list[tuple[DeviceSpec, int, int]]) -> None:
         routes: dict[str, Route] = {}
         for spec, device_id, person_id in rows:

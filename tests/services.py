@@ -111,8 +111,11 @@ class GatewayProcess:
         )
 
     def start(self) -> None:
-        """Start ``homewatch run`` and wait until it has subscribed."""
-        already = self.log.read_bytes().count(b"subscribed") if self.log.exists() else 0
+        """Start ``homewatch run`` and wait until its routine session has subscribed (the
+        emergency lane, ``<client id>-emergency``, logs its own line)."""
+        client_id = self.env.get("HOMEWATCH_MQTT_CLIENT_ID", "homewatch-gateway")
+        marker = f"{client_id} subscribed".encode()
+        already = self.log.read_bytes().count(marker) if self.log.exists() else 0
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "run"],
             env=self.env,
@@ -120,7 +123,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
         )
         wait_for(
-            lambda: self.log.read_bytes().count(b"subscribed") > already,
+            lambda: self.log.read_bytes().count(marker) > already,
             30,
             f"the gateway to subscribe; log:\n{self.log.read_text(errors='replace')}",
         )

@@ -56,8 +56,14 @@ async def _gateway_behind(
         gate.refuse = False
         stop.set()
         await asyncio.wait_for(task, 20)
-        async with aiomqtt.Client("127.0.0.1", 1883, identifier=f"gw-{prefix}", clean_session=True):
-            pass
+        for client_id in (f"gw-{prefix}", f"gw-{prefix}-emergency"):  # both lanes' sessions
+            async with aiomqtt.Client("127.0.0.1", 1883, identifier=client_id, clean_session=True):
+                pass
+
+
+def _both_lanes_connected(gateway: Gateway) -> bool:
+    """Healthy needs the routine session and the emergency lane subscribed."""
+    return gateway.ingest.connected and gateway.emergency_ingest.connected
 
 
 async def _health(client: httpx.AsyncClient, url: str) -> tuple[int, dict[str, str]] | None:
@@ -98,7 +104,7 @@ async def test_not_healthy_until_the_broker_has_granted_the_subscriptions(
         assert not gateway.ingest.connected
         assert await _retained_status(mqtt_prefix) is None, "no 'online' before the SUBACK"
         gate.release()
-        await wait_until(lambda: gateway.ingest.connected, within=10)
+        await wait_until(lambda: _both_lanes_connected(gateway), within=10)
         assert await _health(client, url) == (
             200,
             {"status": "ok", "mqtt": "connected", "database": "ok", "notifier": "console"},
@@ -122,5 +128,5 @@ async def test_a_refused_subscription_is_never_healthy_and_heals_when_granted(
         assert not gateway.ingest.connected
         assert await _retained_status(mqtt_prefix) is None
         gate.refuse = False  # the broker's ACL is fixed: the next reconnection succeeds
-        await wait_until(lambda: gateway.ingest.connected, within=15)
+        await wait_until(lambda: _both_lanes_connected(gateway), within=20)
         assert (await _health(client, url) or (0, {}))[0] == 200

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import aiomqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import ColumnElement, func, select
 
 from alerts.notifiers import ConsoleNotifier
@@ -59,6 +61,7 @@ async def running(
         stop.set()
         await asyncio.wait_for(task, 20)
         await _clear_persistent_session(mqtt_url, settings.mqtt_client_id)
+        await _clear_persistent_session(mqtt_url, f"{settings.mqtt_client_id}-emergency")
 
 
 async def _clear_persistent_session(mqtt_url: str, client_id: str) -> None:
@@ -188,3 +191,28 @@ async def test_sos_raises_one_alert_and_retained_sos_raises_none(
         state = (await session.execute(select(DeviceState))).scalars().all()
     assert alert.type == "sos" and alert.trigger_count == 2
     assert any(s.online for s in state)
+
+
+async def test_messages_outside_the_fast_decoder_are_stored_as_well(running: Running) -> None:
+    """MQTT 5 properties (here a user property) and QoS 0 take paho's own path or the
+    direct decoder's other branch: both end up stored like any other message."""
+    p = running.prefix
+    gw = running.gateway
+    native = f"{p}/homewatch/{p}-p0-pir/event"
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = [("site", "bench")]
+    async with aiomqtt.Client("127.0.0.1", 1883, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.publish(
+            native,
+            json.dumps({"type": "motion", "state": True, "id": "with-props"}),
+            qos=1,
+            properties=properties,
+        )
+        await client.publish(
+            native, json.dumps({"type": "motion", "state": False, "id": "qos-0"}), qos=0
+        )
+
+    async def both_stored() -> bool:
+        return await _count(gw, Event, Event.event_id.in_(["with-props", "qos-0"])) == 2
+
+    await wait_until(both_stored, 10)
