@@ -103,7 +103,8 @@ class RulesRunner:
         self._event_mark = 0
         self._active: dict[int, q.ActiveAlertRow] = {}
         self._open_of: dict[int, dict[AlertType, OpenAlert]] = {}
-        self._closed: dict[tuple[int, str], datetime] = {}
+        #: When each person's last alert of each type was closed.
+        self._closed: dict[int, dict[AlertType, datetime]] = {}
         self._away: dict[int, q.AwayRow] = {}
         self._factor = 1.0
         self._dirty: set[int] = set()
@@ -136,7 +137,9 @@ class RulesRunner:
                     self.sensors.seed_motion_run(uid, person_id, since, last_seen)
                 self._seeded = True
             self._event_mark = await q.latest_event_id(session)
-            self._closed = await q.last_closed(session)
+            self._closed = {}
+            for (pid, alert_type), at in (await q.last_closed(session)).items():
+                self._closed.setdefault(pid, {})[AlertType(alert_type)] = at
             self._set_active(await q.active_alerts(session))
             self._away = {row.id: row for row in await q.away_changes(session, now)}
             self._factor = await q.inactivity_factor(session, now)
@@ -174,11 +177,12 @@ class RulesRunner:
             changed = self._set_active(await q.active_alerts(session))
             left = [alert_id for alert_id in previous if alert_id not in self._active]
             for person_id, alert_type, at in await q.closed_at(session, left):
-                key = (person_id, alert_type)
-                self._closed[key] = max(at, self._closed.get(key, at))
+                closed = self._closed.setdefault(person_id, {})
+                key = AlertType(alert_type)
+                closed[key] = max(at, closed.get(key, at))
             away = {row.id: row for row in await q.away_changes(session, now)}
             factor = await q.inactivity_factor(session, now)
-        if reported - set(self._person_rules):
+        if any(pid not in self._person_rules for pid in reported):
             self._resync_now = True  # somebody new on the register
         self._dirty |= reported | changed
         self._dirty |= {
@@ -299,10 +303,6 @@ class RulesRunner:
                 away_until[pid] = max(row.ends_at, away_until.get(pid, row.ends_at))
             elif row.ends_at > row.starts_at:
                 returned[pid] = max(row.ends_at, returned.get(pid, row.ends_at))
-        closed: dict[int, dict[AlertType, datetime]] = {}
-        for (pid, alert_type), at in self._closed.items():
-            if pid in watched:
-                closed.setdefault(pid, {})[AlertType(alert_type)] = at
         return [
             HomeFacts(
                 person_id=p.id,
@@ -311,7 +311,7 @@ class RulesRunner:
                 last_activity=p.last_activity_at,
                 devices=tuple(devices_of.get(p.id, ())),
                 open_alerts=self._open_of.get(p.id, {}),
-                last_closed=closed.get(p.id, {}),
+                last_closed=self._closed.get(p.id, {}),
                 away_until=away_until.get(p.id),
                 next_away_start=next_away.get(p.id),
                 returned_at=returned.get(p.id),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from alerts.types import AlertType
+from gateway.events import EventKind, SensorEvent
 from gateway.rules.decisions import Closing, Raise, ResolveAllOpen, SensorFaultDetail
 from gateway.rules.sensor_faults import SensorFaultRule
-from gateway.rules.sensors import FaultChange, SensorFault
-from tests.unit.rule_facts import local
+from gateway.rules.sensors import FaultChange, SensorFault, SensorHealth
+from tests.unit.rule_facts import DEFAULTS, clock_at, local
 
 RULE = SensorFaultRule()
 AT = local(10, 9)
@@ -25,3 +28,21 @@ def test_the_alert_resolves_only_when_no_sensor_of_the_person_misbehaves() -> No
     assert RULE.decide([ended], lambda _pid: False) == [
         ResolveAllOpen(7, AlertType.SENSOR_FAULT, Closing.SENSOR_HEALTHY)
     ]
+
+
+def test_a_flapping_door_is_found_and_its_calm_ends_the_fault_on_a_sweep() -> None:
+    health = SensorHealth(lambda _pid: DEFAULTS)
+    clock = clock_at(AT)
+    for n in range(DEFAULTS.flapping.changes):
+        clock.advance(timedelta(seconds=2))
+        now = clock.now()
+        event = SensorEvent(EventKind.DOOR, "door", now, now, state=n % 2 == 0)
+        health.counts_as_activity(event, 7, door_changed=True)
+    [started] = health.take_changes()
+    assert started.active and health.faulty("door")
+    last_change = clock.now()
+    health.sweep(last_change + DEFAULTS.flapping.calm - timedelta(seconds=1))
+    assert health.take_changes() == []
+    health.sweep(last_change + DEFAULTS.flapping.calm)
+    [ended] = health.take_changes()
+    assert not ended.active and not health.faulty("door")
