@@ -52,6 +52,9 @@ __all__ = ["RulesRunner"]
 
 log = logging.getLogger(__name__)
 
+#: Homes judged between two yields to the event loop (a resync of 30k homes takes seconds).
+_JUDGE_BATCH = 250
+
 
 def _open_alert(row: q.ActiveAlertRow) -> OpenAlert:
     return OpenAlert(row.id, AlertType(row.type), AlertStatus(row.status), row.raised_at)
@@ -153,7 +156,8 @@ class RulesRunner:
                 )
             )
         self.due.clear()
-        self._dirty = set(self._person_rules)
+        # (and those taken off the register with alerts still open: theirs close)
+        self._dirty = set(self._person_rules) | set(self._open_of)
         self._synced_at = now
         self._resync_now = False
 
@@ -270,10 +274,14 @@ class RulesRunner:
             await sleep_unless(self.clock, self.poll_seconds, stop)
 
     async def _homes(self, person_ids: set[int], now: datetime) -> list[HomeFacts]:
-        watched = {pid for pid in person_ids if pid in self._person_rules}
+        # Somebody taken off the register (moved away, passed away) is not watched; their
+        # open technical and door alerts close as if their devices had gone.
+        watched = {pid for pid in person_ids if pid in self._person_rules or pid in self._open_of}
         if not watched:
             return []
-        device_ids = [d for pid in watched for d in self._devices_of.get(pid, ())]
+        device_ids = [
+            d for pid in watched if pid in self._person_rules for d in self._devices_of.get(pid, ())
+        ]
         async with self.db.session() as session:
             persons = await q.persons(session, watched)
             devices = await q.devices_by_id(session, device_ids)
@@ -309,7 +317,7 @@ class RulesRunner:
                 created_at=p.created_at,
                 rules=self.rules_for(p.id),
                 last_activity=p.last_activity_at,
-                devices=tuple(devices_of.get(p.id, ())),
+                devices=tuple(devices_of.get(p.id, ())) if p.removed_at is None else (),
                 open_alerts=self._open_of.get(p.id, {}),
                 last_closed=self._closed.get(p.id, {}),
                 away_until=away_until.get(p.id),
@@ -322,6 +330,14 @@ class RulesRunner:
         ]
 
     async def _judge_homes(self, person_ids: set[int], now: datetime) -> None:
+        ordered = sorted(person_ids)
+        for start in range(0, len(ordered), _JUDGE_BATCH):
+            await self._judge_batch(set(ordered[start : start + _JUDGE_BATCH]), now)
+            # A resync judges every home: let the ingest in between batches, so that an SOS
+            # never waits behind it.
+            await asyncio.sleep(0)
+
+    async def _judge_batch(self, person_ids: set[int], now: datetime) -> None:
         for home in await self._homes(person_ids, now):
             verdicts = (
                 self.inactivity.decide(home, now),

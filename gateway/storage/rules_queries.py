@@ -65,6 +65,7 @@ class PersonRow:
     id: int
     created_at: datetime
     last_activity_at: datetime | None
+    removed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +224,8 @@ async def persons(session: AsyncSession, person_ids: Collection[int]) -> list[Pe
     found: list[PersonRow] = []
     for ids in chunks(person_ids):
         rows = await session.execute(
-            select(Person.id, Person.created_at, Person.last_activity_at).where(
-                Person.id.in_(ids), Person.removed_at.is_(None)
+            select(Person.id, Person.created_at, Person.last_activity_at, Person.removed_at).where(
+                Person.id.in_(ids)
             )
         )
         found.extend(PersonRow(*row) for row in rows)

@@ -67,3 +67,11 @@ def test_low_battery_raises_below_the_threshold_and_wobbling_does_not_close_it()
     assert RULE.decide(wobbling, now).decisions == ()
     replaced = home(door(online=True, last_seen_at=now, battery=25), alerts=open_)
     assert RULE.decide(replaced, now).decisions == (Resolve(100, Closing.BATTERY_REPLACED),)
+
+
+def test_a_home_with_no_devices_left_closes_its_offline_alert() -> None:
+    # Somebody taken off the register: the runner hands the rule a home with no devices.
+    facts = home(alerts=(alert(AlertType.DEVICE_OFFLINE, local(10, 9, 10)),))
+    verdict = RULE.decide(facts, local(10, 12))
+    assert verdict.decisions == (Resolve(100, Closing.DEVICE_ONLINE),)
+    assert verdict.next_check is None
