@@ -286,6 +286,10 @@ class RulesRunner:
             persons = await q.persons(session, watched)
             devices = await q.devices_by_id(session, device_ids)
             away = await q.away_for(session, watched)
+        for p in persons:
+            if p.removed_at is None and p.id in self._person_rules:
+                # A changed override counts from the person's next judgement, not the resync.
+                self._person_rules[p.id] = self._effective(p.rules_override)
         devices_of: dict[int, list[DeviceFacts]] = {}
         for d in devices:
             devices_of.setdefault(d.person_id, []).append(

@@ -66,6 +66,7 @@ class PersonRow:
     created_at: datetime
     last_activity_at: datetime | None
     removed_at: datetime | None
+    rules_override: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +225,13 @@ async def persons(session: AsyncSession, person_ids: Collection[int]) -> list[Pe
     found: list[PersonRow] = []
     for ids in chunks(person_ids):
         rows = await session.execute(
-            select(Person.id, Person.created_at, Person.last_activity_at, Person.removed_at).where(
-                Person.id.in_(ids)
-            )
+            select(
+                Person.id,
+                Person.created_at,
+                Person.last_activity_at,
+                Person.removed_at,
+                Person.rules_override,
+            ).where(Person.id.in_(ids))
         )
         found.extend(PersonRow(*row) for row in rows)
     return found

@@ -9,9 +9,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from alerts.types import AlertType
+from gateway.storage.models import Person
 from tests.service.test_quiet_home import Home, home
 
 __all__ = ["home"]
@@ -63,3 +64,21 @@ async def test_a_home_comes_due_on_time_without_being_read_before(home: Home) ->
     assert not reads_homes(seen)
     await home.advance(timedelta(minutes=5))
     assert len(await home.alerts(AlertType.INACTIVITY)) == 1
+
+
+async def test_a_changed_override_counts_from_the_persons_next_report(home: Home) -> None:
+    home.gateway.runner.resync = timedelta(days=1)  # not the periodic resync's doing
+    await home.motion()
+    await home.tick()
+    person = await home.person_id()
+    async with home.gateway.db.session() as session, session.begin():
+        await session.execute(
+            update(Person)
+            .where(Person.id == person)
+            .values(rules_override={"inactivity": {"day": {"quiet": "2h"}}})
+        )
+    await home.motion()
+    await home.advance(timedelta(hours=1, minutes=55))
+    assert await home.alerts(AlertType.INACTIVITY) == []
+    await home.advance(timedelta(minutes=10))
+    assert len(await home.alerts(AlertType.INACTIVITY)) == 1, "two quiet hours now, not four"
