@@ -29,7 +29,11 @@ from alerts.types import ALERT_LABELS
 __all__ = [
     "ALERT_TEMPLATES",
     "ALERT_TYPE_LABELS",
+    "DEVICE_LABELS",
+    "RESOLUTION_NOTES",
+    "SENSOR_FAULT_LABELS",
     "SMS_MAX_UNITS",
+    "SYSTEM_ACTOR",
     "TEMPLATES",
     "Channel",
     "MissingParamsError",
@@ -377,3 +381,32 @@ def format_people(names: Sequence[str], limit: int = 6) -> str:
         raise ValueError("limit must be at least 1")
     shown = "、".join(_clean(n) for n in names[:limit])
     return shown + "等" if len(names) > limit else shown
+
+
+# -- labels the rules runner renders into alert parameters ---------------------------------
+
+#: What a helper calls each kind of device (``{device_label}``).
+DEVICE_LABELS: Mapping[str, str] = MappingProxyType(
+    {
+        "sos": "SOS按钮",
+        "fall": "跌倒报警器",
+        "motion": "人体感应器",
+        "door": "门磁",
+        "multi": "传感器",
+    }
+)
+#: A sensor fault (``flapping``/``stuck``) as the alert's ``{fault_label}``, and the device
+#: it implies as its ``{device_label}``.
+SENSOR_FAULT_LABELS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {"flapping": ("门磁频繁开合", "门磁"), "stuck": ("一直报告有人", "人体感应器")}
+)
+#: Who the system is when it closes an alert itself.
+SYSTEM_ACTOR = "系统"
+#: The note on an alert the system resolves, by the rules' reason.
+RESOLUTION_NOTES: Mapping[str, str] = MappingProxyType(
+    {
+        "device_online": "设备恢复在线",
+        "battery_replaced": "电池已更换",
+        "sensor_healthy": "设备恢复正常",
+    }
+)

@@ -154,7 +154,7 @@ async def _gateway_drain(gateway: Gateway, count: int) -> float:
 
     async def on_events(events: Sequence[RoutedEvent]) -> None:
         nonlocal handed
-        await gateway.on_events(events)
+        await gateway.runner.on_events(events)
         handed += len(events)
         if handed >= count:
             drained.set()

@@ -146,7 +146,7 @@ async def _press_and_wait(
 
 def _record_handed(gateway: Gateway, handed: dict[str, float]) -> None:
     """Note when each SOS is handed to the rules (stored and committed), by device."""
-    rules = gateway.on_events
+    rules = gateway.runner.on_events
 
     async def on_events(events: Sequence[RoutedEvent]) -> None:
         now = time.perf_counter()

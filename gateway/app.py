@@ -8,9 +8,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,14 +17,12 @@ from fastapi import FastAPI
 from alerts.channels.setup import build_dispatcher
 from alerts.notifiers import ConsoleNotifier, Notifier, TwilioNotifier
 from alerts.service import AlertService
-from alerts.types import AlertGroup, AlertType
 from gateway.api.app import create_app
 from gateway.api.deps import ApiContext
-from gateway.clock import Clock, SystemClock, sleep_unless
+from gateway.clock import Clock, SystemClock
 from gateway.config import ConfigError, Settings
 from gateway.devices import DeviceSpec
-from gateway.events import EventKind
-from gateway.ingest import MqttIngest, RoutedEvent
+from gateway.ingest import MqttIngest
 from gateway.metrics import Metrics
 from gateway.mqtt_lanes import LaneLedger, combined_mqtt_state, is_emergency_device
 from gateway.partitions import (
@@ -37,10 +34,9 @@ from gateway.partitions import (
 )
 from gateway.register.digest import digest_loop
 from gateway.registry import DeviceRegistry
-from gateway.rules import EmergencyRule
+from gateway.rules_runner import RulesRunner
 from gateway.storage.db import Database, migrate
 from gateway.storage.rekey import rotate_keys
-from gateway.watch import QuietHomeWatcher
 
 __all__ = ["Gateway", "build_notifier", "run_gateway"]
 
@@ -85,9 +81,12 @@ class Gateway:
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier | None = None
 
+    @property
+    def watch(self) -> RulesRunner:
+        """The rules runner under its former name (the demo tunes ``watch.poll_seconds``)."""
+        return self.runner
+
     def __post_init__(self) -> None:
-        self._link_down_since: datetime | None = None
-        self._link_reported = False
         self.db = Database(self.settings.database_url, keyring=self.settings.keyring())
         self.metrics = Metrics()
         self.registry = DeviceRegistry()
@@ -116,8 +115,13 @@ class Gateway:
             ).inc(),
             channels=channels,
         )
-        self.emergency = EmergencyRule()
-        self.watch = QuietHomeWatcher(self.settings, self.db, self.alerts, self.clock)
+        self.runner = RulesRunner(
+            self.settings,
+            self.db,
+            self.alerts,
+            self.clock,
+            link_up=lambda: self.mqtt.connected,
+        )
         # SOS and fall reports get an MQTT session of their own so that they never queue
         # behind routine traffic (gateway.mqtt_lanes); a message both receive is stored once.
         lanes = LaneLedger()
@@ -127,8 +131,8 @@ class Gateway:
             self.registry,
             self.clock,
             self.metrics,
-            on_events=self.on_events,
-            activity_judge=self.watch.judge,
+            on_events=self.runner.on_events,
+            activity_judge=self.runner.judge,
             ledger=lanes,
         )
         self.emergency_ingest = MqttIngest(
@@ -137,8 +141,8 @@ class Gateway:
             self.registry,
             self.clock,
             self.metrics,
-            on_events=self.on_events,
-            activity_judge=self.watch.judge,
+            on_events=self.runner.on_events,
+            activity_judge=self.runner.judge,
             client_id=f"{self.settings.mqtt_client_id}-emergency",
             owns=is_emergency_device,
             exact_topics=True,
@@ -177,8 +181,8 @@ class Gateway:
                 registry,
                 self.clock,
                 self.metrics,
-                on_events=self.on_events,
-                activity_judge=self.watch.judge,
+                on_events=self.runner.on_events,
+                activity_judge=self.runner.judge,
                 client_id=client_id,
                 owns=owns,
             )
@@ -190,55 +194,6 @@ class Gateway:
             session,
             poll_seconds=settings.mqtt_partition_poll.total_seconds(),
         )
-
-    async def on_events(self, events: Sequence[RoutedEvent]) -> None:
-        """Stored events go to the rules; emergencies first."""
-        ordered = sorted(events, key=lambda r: not r.event.kind.is_emergency)
-        for routed in ordered:
-            for trigger in self.emergency.evaluate(routed.event, routed.person_id):
-                await self.alerts.raise_alert(trigger)
-            if routed.event.kind is EventKind.CHECK_IN and not routed.event.retained:
-                await self._cancel_wellbeing(routed.person_id)
-        await self.watch.after_events(events)
-
-    async def _cancel_wellbeing(self, person_id: int) -> None:
-        wellbeing = [t for t in AlertType if t.group is AlertGroup.WELLBEING]
-        for alert in await self.alerts.open_alerts(person_id, wellbeing):
-            await self.alerts.cancel(alert.id, by="resident", reason="check_in")
-
-    async def check_broker_link(self) -> None:
-        """The duty line hears directly when the MQTT path is down: SMS goes by the
-        notifier, which does not need the broker."""
-        now = self.clock.now()
-        gateway = self.settings.mqtt_client_id
-        if self.mqtt.connected:
-            if self._link_reported:
-                since = now.astimezone(self.settings.tz).strftime("%H:%M")
-                await self.alerts.notify_town_duty(
-                    "gateway_link_restored", {"gateway": gateway, "since": since}
-                )
-            self._link_down_since = None
-            self._link_reported = False
-            return
-        if self._link_down_since is None:
-            self._link_down_since = now
-        if (
-            not self._link_reported
-            and now - self._link_down_since >= self.settings.rules.gateway_link
-        ):
-            since = self._link_down_since.astimezone(self.settings.tz).strftime("%H:%M")
-            log.error("broker unreachable since %s: telling the town duty line", since)
-            self._link_reported = await self.alerts.notify_town_duty(
-                "gateway_link", {"gateway": gateway, "since": since}
-            )
-
-    async def watch_broker_link(self, stop: asyncio.Event, *, poll_seconds: float = 5.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.check_broker_link()
-            except Exception:
-                log.exception("broker link check failed")
-            await sleep_unless(self.clock, poll_seconds, stop)
 
     async def run(
         self,
@@ -254,12 +209,11 @@ class Gateway:
         # key are re-encrypted under the real one before anything looks them up.
         await rotate_keys(self.db, only_development=True)
         # Per-person rules must be known before the first report is judged.
-        await self.watch.refresh()
+        await self.runner.refresh()
         tasks = [
             *self._mqtt_tasks(stop),
             asyncio.create_task(self.alerts.run(stop), name="escalation"),
-            asyncio.create_task(self.watch.run(stop), name="quiet-home"),
-            asyncio.create_task(self.watch_broker_link(stop), name="broker-link"),
+            asyncio.create_task(self.runner.run(stop), name="rules"),
             asyncio.create_task(
                 digest_loop(
                     stop,

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from alerts.templates import DEVICE_LABELS
 from alerts.types import AlertGroup, AlertStatus, AlertTrigger, AlertType
 from gateway.config import RulesConfig, Settings
 from gateway.devices import DeviceSpec, TopicRole, device_topics, parse
@@ -56,7 +57,6 @@ from gateway.rules.routine import RoutineModel
 from gateway.rules.sensors import SensorHealth
 from gateway.storage.db import Database, migrate
 from gateway.storage.models import AwayPeriod, Device, Event, Person, Village
-from gateway.watch import DEVICE_LABELS
 
 __all__ = [
     "ReplayAlert",

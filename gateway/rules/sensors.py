@@ -71,6 +71,8 @@ class SensorHealth:
         self._motion: dict[str, _MotionTrack] = {}
         self._owner: dict[str, int] = {}
         self._changes: list[FaultChange] = []
+        #: Devices currently faulty: the sweep looks at these only, not at every device.
+        self._faulty: set[str] = set()
 
     def seed_motion_run(
         self, device_uid: str, person_id: int, run_start: datetime, last_seen: datetime
@@ -109,6 +111,7 @@ class SensorHealth:
             track.changes.popleft()
         if not track.flapping and len(track.changes) >= rules.flapping.changes:
             track.flapping = True
+            self._faulty.add(event.device_uid)
             self._changes.append(
                 FaultChange(event.device_uid, person_id, SensorFault.FLAPPING, True, at)
             )
@@ -138,6 +141,7 @@ class SensorHealth:
         track.last_true = at
         if not track.stuck and at - track.run_start >= rules.stuck_motion:
             track.stuck = True
+            self._faulty.add(event.device_uid)
             self._changes.append(
                 FaultChange(event.device_uid, person_id, SensorFault.STUCK, True, at)
             )
@@ -145,14 +149,23 @@ class SensorHealth:
 
     def sweep(self, now: datetime) -> None:
         """End faults whose device has calmed down (called on every tick)."""
-        for uid, door in self._doors.items():
+        for uid in sorted(self._faulty):
+            if not self.faulty(uid):
+                self._faulty.discard(uid)
+        for uid in sorted(self._faulty):
+            door = self._doors.get(uid)
+            if door is None:
+                continue
             person_id = self._owner[uid]
             calm = self._rules_for(person_id).flapping.calm
             if door.flapping and door.last_change is not None and now - door.last_change >= calm:
                 door.flapping = False
                 door.changes.clear()
                 self._changes.append(FaultChange(uid, person_id, SensorFault.FLAPPING, False, now))
-        for uid, motion in self._motion.items():
+        for uid in sorted(self._faulty):
+            motion = self._motion.get(uid)
+            if motion is None:
+                continue
             person_id = self._owner[uid]
             gap = self._rules_for(person_id).motion_gap
             if motion.stuck and motion.last_true is not None and now - motion.last_true > gap:

@@ -77,7 +77,7 @@ async def running_gateway(
     clock = clock or pinned_clock()
     gateway = Gateway(settings, "k" * 32, clock=clock)
     if watch_poll_seconds is not None:
-        gateway.watch.poll_seconds = watch_poll_seconds
+        gateway.runner.poll_seconds = watch_poll_seconds
     await apply_provisioning(
         gateway.db,
         parse_provisioning(register or register_yaml(prefix, persons=1)),

@@ -95,7 +95,7 @@ async def test_an_sos_overtakes_a_routine_backlog_and_is_stored_once(
             async def on_events(events: Sequence[RoutedEvent]) -> None:
                 for routed in events:
                     handed.append("sos" if routed.event.kind is EventKind.SOS else "routine")
-                await gateway.on_events(events)
+                await gateway.runner.on_events(events)
 
             return on_events
 

@@ -23,7 +23,7 @@ LEARNED = {"learned": {"enabled": True, "min_days": 2, "margin": "30m"}}
 async def _home(db: Database, clock: ManualClock) -> Home:
     gateway = _gateway(db, clock, RecordingNotifier(), inactivity=LEARNED)
     await gateway.registry.load(gateway.db)
-    await gateway.watch.refresh()
+    await gateway.runner.refresh()
     return Home(gateway, clock, gateway.alerts.notifier)  # type: ignore[arg-type]
 
 
@@ -41,12 +41,12 @@ async def test_a_home_that_is_never_quiet_for_long_is_checked_on_within_the_hour
             clock.advance(timedelta(minutes=30))
         clock.advance(timedelta(hours=11, minutes=30))
     person = await home.person_id()
-    live = home.gateway.watch.routines[person]
+    live = home.gateway.runner.routines[person]
     assert live.ready(clock.now())
 
     # A restart: the new watcher learns the same from the stored events.
     restarted = await _home(db, clock)
-    warmed = restarted.gateway.watch.routines[person]
+    warmed = restarted.gateway.runner.routines[person]
     moment = clock.now() + timedelta(hours=2)
     assert warmed.history_days(moment.date()) == live.history_days(moment.date()) >= 2
 

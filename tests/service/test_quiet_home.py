@@ -43,7 +43,7 @@ class Home:
         self.gateway.ingest.classify(batch, message, self.clock.now())
         stored = await self.gateway.ingest.flush(batch)
         if deliver:
-            await self.gateway.on_events(stored.new_events)
+            await self.gateway.runner.on_events(stored.new_events)
 
     async def motion(self, state: bool = True) -> None:
         await self.send(
@@ -61,7 +61,7 @@ class Home:
         await self.send(f"{P}-z2m/{P}-p0-door", {"contact": not open_, "battery": battery})
 
     async def tick(self) -> None:
-        await self.gateway.watch.tick()
+        await self.gateway.runner.tick()
         await self.gateway.alerts.tick()
 
     async def advance(self, total: timedelta, step: timedelta = timedelta(minutes=5)) -> None:
@@ -100,7 +100,7 @@ async def home(db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
     notifier = RecordingNotifier()
     gateway = _gateway(db, clock, notifier)
     await gateway.registry.load(gateway.db)
-    await gateway.watch.refresh()
+    await gateway.runner.refresh()
     return Home(gateway, clock, notifier)
 
 
@@ -159,7 +159,7 @@ async def test_a_restart_mid_silence_neither_forgets_nor_repeats(db: Database, h
     await home.advance(timedelta(hours=2))
     # A new process: no memory but the database.
     restarted = Home(_gateway(db, home.clock, home.notifier), home.clock, home.notifier)
-    await restarted.gateway.watch.refresh()
+    await restarted.gateway.runner.refresh()
     await restarted.advance(timedelta(hours=2, minutes=5))
     assert len(await restarted.alerts(AlertType.INACTIVITY)) == 1
     again = Home(_gateway(db, home.clock, home.notifier), home.clock, home.notifier)
@@ -277,7 +277,7 @@ async def test_a_motion_sensor_stuck_on_is_a_fault_and_does_not_hide_silence(
     gateway = _gateway(db, clock, notifier, stuck_motion="3h")
     await gateway.registry.load(gateway.db)
     home = Home(gateway, clock, notifier)
-    await gateway.watch.refresh()
+    await gateway.runner.refresh()
     for _ in range(3 * 6 + 1):  # "occupied" every 10 minutes for three hours
         await home.motion()
         await home.advance(timedelta(minutes=10), step=timedelta(minutes=10))
@@ -347,19 +347,19 @@ async def test_a_stored_sos_that_never_reached_the_rules_is_raised_by_the_sweep(
 async def test_losing_the_broker_tells_the_duty_line_directly(home: Home) -> None:
     gateway = home.gateway
     assert not gateway.ingest.connected
-    await gateway.check_broker_link()
+    await gateway.runner.check_broker_link()
     home.clock.advance(timedelta(minutes=4))
-    await gateway.check_broker_link()
+    await gateway.runner.check_broker_link()
     await gateway.alerts.tick()
     assert home.notifier.to(DUTY) == []
     home.clock.advance(timedelta(minutes=1))
-    await gateway.check_broker_link()
-    await gateway.check_broker_link()
+    await gateway.runner.check_broker_link()
+    await gateway.runner.check_broker_link()
     await gateway.alerts.tick()
     [sms] = home.notifier.to(DUTY, "sms")
     assert "与消息服务器断开" in sms and "08:00" in sms
     gateway.ingest.connected = True
-    await gateway.check_broker_link()
+    await gateway.runner.check_broker_link()
     await gateway.alerts.tick()
     assert len(home.notifier.to(DUTY, "sms")) == 2 and "恢复" in home.notifier.to(DUTY, "sms")[1]
 
@@ -391,7 +391,7 @@ async def test_per_person_overrides_ignore_a_bedroom_pir_and_shorten_the_day_qui
     notifier = RecordingNotifier()
     home = Home(_gateway(db, clock, notifier), clock, notifier)
     await home.gateway.registry.load(home.gateway.db)
-    await home.gateway.watch.refresh()
+    await home.gateway.runner.refresh()
     await home.send(f"{P}/homewatch/{P}-bed-door/event", {"type": "door", "state": "open"})
     await home.send(f"{P}/homewatch/{P}-bed-door/event", {"type": "door", "state": "closed"})
     await home.motion()  # 老人0 keeps the default rules
