@@ -21,6 +21,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 __all__ = [
     "PG_ADMIN_URL",
     "GatewayProcess",
+    "create_pg_database",
+    "drop_pg_database",
     "free_port",
     "mosquitto",
     "scratch_pg_database",
@@ -73,15 +75,26 @@ def _pg_admin(sql: str) -> None:
     )
 
 
-@contextmanager
-def scratch_pg_database(prefix: str = "hwtest") -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; yields its asyncpg URL."""
+def create_pg_database(prefix: str = "hwtest", *, template: str | None = None) -> str:
+    """A fresh PostgreSQL database (a copy of database ``template``, which nobody may be
+    connected to, if given); returns its asyncpg URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    _pg_admin(f"CREATE DATABASE {name}")
+    _pg_admin(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    return f"{PG_ADMIN_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    _pg_admin(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+@contextmanager
+def scratch_pg_database(prefix: str = "hwtest", *, template: str | None = None) -> Iterator[str]:
+    """:func:`create_pg_database`, dropped afterwards; yields its asyncpg URL."""
+    url = create_pg_database(prefix, template=template)
     try:
-        yield f"{PG_ADMIN_URL.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+        yield url
     finally:
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_pg_database(url)
 
 
 def wait_for(predicate: Callable[[], object], within: float, what: str) -> None:

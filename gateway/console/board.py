@@ -73,10 +73,13 @@ class BoardState:
 
 
 async def _active_alerts(session: Any, user: Principal) -> list[Alert]:
-    found: list[Alert] = []
+    # An alert taken between the two reads is in both: the session hands back the same
+    # object (still "open") twice, which the board drew as two identical rows.
+    found: dict[int, Alert] = {}
     for wanted in ("open", "acknowledged"):
-        found.extend(await queries.list_alerts(session, status=wanted, limit=1000, **user.scope()))
-    return found
+        for alert in await queries.list_alerts(session, status=wanted, limit=1000, **user.scope()):
+            found.setdefault(alert.id, alert)
+    return list(found.values())
 
 
 def _fold(alerts: Sequence[Alert]) -> list[PersonAlerts]:

@@ -159,11 +159,15 @@ async def log_in(page: Page, base_url: str, username: str, path: str = "/") -> N
 
 
 async def screenshot(page: Page, name: str) -> Path:
-    """Full-page PNG named after the page and the viewport width."""
+    """Full-page PNG named after the page and the viewport width. It appears whole under
+    that name: parallel workers take the same page at once (one per database), and a person
+    must never open a half-written picture."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     width = page.viewport_size["width"] if page.viewport_size else 0
     path = SCREENSHOTS / f"{name}-{width}.png"
-    await page.screenshot(path=str(path), full_page=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(await page.screenshot(full_page=True))
+    partial.replace(path)
     return path
 
 
