@@ -48,6 +48,8 @@ PARAMS = {
     "what": "SOS求助",
     "person": "坝芒村张三丰",
     "since": "03月09日20:15",
+    "usual_by": "07:40",
+    "now": "09:10",
     "device": "SOS按钮",
     "battery": "12",
     "gateway": "homewatch-gateway",
