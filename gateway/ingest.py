@@ -284,13 +284,16 @@ class MqttIngest:
         wanted = self._filters()
         missing = sorted(wanted - self._subscribed)
         if missing:
-            granted: list[Any] = []
+            refused: list[str] = []
             # A partition's tens of thousands of filters in one SUBSCRIBE can outlast
             # aiomqtt's 10 s wait for the SUBACK on a busy machine: send them in batches.
+            # Only the refusals are kept: paho decodes each granted code into an object of
+            # ~1.7 KB, which for a county's 60,000 SOS topics held ~100 MB for good.
             for start in range(0, len(missing), _SUBSCRIBE_BATCH):
                 batch = missing[start : start + _SUBSCRIBE_BATCH]
-                granted += await client.subscribe([(f, 1) for f in batch])
-            refused = [f for f, code in zip(missing, granted, strict=False) if _refused(code)]
+                granted = await client.subscribe([(f, 1) for f in batch])
+                refused += [f for f, code in zip(batch, granted, strict=False) if _refused(code)]
+                del granted
             if refused:
                 # Connected but deaf to these devices: never report healthy; reconnect and
                 # try again (an ACL fixed on the broker heals it).
