@@ -31,7 +31,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -40,7 +39,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from alerts.notifiers import ConsoleNotifier
-from bench.common import median
+from bench.common import median, write_section
 from gateway.app import Gateway
 from gateway.config import load_settings
 from gateway.ingest import RoutedEvent
@@ -48,7 +47,7 @@ from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import migrate
 from tests.helpers import register_yaml
-from tests.services import mosquitto, scratch_pg_database
+from tests.services import mosquitto, publish_qos1, scratch_pg_database
 
 
 def _json(value: object) -> bytes:
@@ -71,18 +70,6 @@ def _messages(prefix: str, homes: int, count: int) -> list[tuple[str, bytes]]:
             payload = _json({"type": "motion", "state": n % 2 == 0, "id": f"b{n}"})
         out.append((topic, payload))
     return out
-
-
-def _publish(port: int, messages: Sequence[tuple[str, bytes]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.max_inflight_messages_set(1000)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(120)
-    client.loop_stop()
-    client.disconnect()
 
 
 def _paho_client(port: int, client_id: str) -> mqtt.Client:
@@ -198,7 +185,7 @@ async def one_run(database_url: str, port: int, homes: int, events: int) -> dict
     filters = [f"{prefix}/homewatch/+/event", f"{prefix}-z2m/+"]
     for name in ("paho", "aiomqtt"):
         _paho_subscribe(port, f"{name}-{prefix}", filters)
-    await asyncio.to_thread(_publish, port, _messages(prefix, homes, events))
+    await asyncio.to_thread(publish_qos1, port, _messages(prefix, homes, events), within=120)
     rates = {
         "bare paho": await asyncio.to_thread(_paho_drain, port, f"paho-{prefix}", events),
         "bare aiomqtt": await _aiomqtt_drain(port, f"aiomqtt-{prefix}", events),
@@ -229,19 +216,6 @@ def _table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
     )
 
 
-def _write(table: str, command: str) -> None:
-    path = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n`{command}`\n\n{table}\n"
-    if HEADING in text:
-        before, _, rest = text.partition(HEADING)
-        following = rest.find("\n## ")
-        text = before + section + ("\n" + rest[following + 1 :] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--homes", type=int, default=500)
@@ -270,7 +244,7 @@ def main() -> None:
             f".venv/bin/python -m bench.bench_ingest --homes {args.homes} "
             f"--events {args.events} --runs {args.runs}"
         )
-        _write(table, command)
+        write_section(HEADING, command, table)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiomqtt
 
-from bench.common import median, percentile, settings_with_fake_twilio
+from bench.common import median, percentile, settings_with_fake_twilio, write_section
 from gateway.app import Gateway
 from gateway.events import EventKind
 from gateway.ingest import RoutedEvent
@@ -243,19 +242,6 @@ def _table(all_results: dict[str, dict[float, Level]], presses: int) -> str:
     )
 
 
-def _write(table: str, command: str) -> None:
-    path = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    section = f"{HEADING}\n\n`{command}`\n\n{table}\n"
-    if HEADING in text:
-        before, _, rest = text.partition(HEADING)
-        following = rest.find("\n## ")
-        text = before + section + ("\n" + rest[following + 1 :] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--presses", type=int, default=40)
@@ -282,7 +268,7 @@ def main() -> None:
             f".venv/bin/python -m bench.bench_sos_latency --presses {args.presses} "
             f"--rates {args.rates} --databases {args.databases}"
         )
-        _write(table, command)
+        write_section(HEADING, command, table)
 
 
 if __name__ == "__main__":

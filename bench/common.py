@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any
 
 from gateway.config import Settings, load_settings
@@ -33,3 +34,18 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def write_section(heading: str, command: str, table: str) -> None:
+    """Put ``table`` under ``heading`` in docs/BENCHMARKS.md with the command that made it:
+    in place of that section when it exists, else at the end."""
+    path = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    section = f"{heading}\n\n`{command}`\n\n{table}\n"
+    if heading in text:
+        before, _, rest = text.partition(heading)
+        following = rest.find("\n## ")
+        text = before + section + ("\n" + rest[following + 1 :] if following >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -157,3 +157,19 @@ class GatewayProcess:
             self.process.kill()
             self.process.wait(10)
         return self.process.returncode
+
+
+def publish_qos1(
+    port: int, messages: Sequence[tuple[str, str | bytes]], *, within: float = 60.0
+) -> None:
+    """Publish ``(topic, payload)`` pairs at QoS 1 to the broker on ``port``, many in flight,
+    and return once the broker has acknowledged every one."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(within)
+    client.loop_stop()
+    client.disconnect()

@@ -7,9 +7,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from alerts.notifiers import ConsoleNotifier
@@ -23,23 +21,11 @@ from gateway.storage.db import migrate
 from gateway.storage.models import Alert, Event
 from tests.conftest import wait_until
 from tests.helpers import NO_DIGEST_DURING_TEST, pinned_clock, register_yaml
-from tests.services import mosquitto
+from tests.services import mosquitto, publish_qos1
 
 pytestmark = pytest.mark.integration
 
 BACKLOG = 10_000
-
-
-def _publish(port: int, messages: list[tuple[str, str]]) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.max_inflight_messages_set(1000)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
-    for info in infos:
-        info.wait_for_publish(60)
-    client.loop_stop()
-    client.disconnect()
 
 
 async def _run_until_subscribed_then_stop(gateway: Gateway) -> None:
@@ -86,7 +72,7 @@ async def test_an_sos_overtakes_a_routine_backlog_and_is_stored_once(
             # by both sessions (the routine one's family wildcard covers it too).
             (f"{p}-z2m/{p}-p1-zsos", json.dumps({"action": "emergency"})),
         ]
-        await asyncio.to_thread(_publish, port, flood + presses)
+        await asyncio.to_thread(publish_qos1, port, flood + presses)
 
         gateway = Gateway(settings, "e" * 32, clock=clock, notifier=ConsoleNotifier())
         handed: list[str] = []  # "sos" or "routine", in the order the rules got them
