@@ -47,8 +47,9 @@ from gateway.replay import (
     register_from_provisioning,
     replay_events,
 )
-from simulator.household import Household, Topics, generate_households, provisioning_document
+from simulator.household import Household, Topics, generate_households
 from simulator.payloads import Encoder
+from simulator.provisioning import provisioning_document
 from simulator.routine import TOWN_TZ
 from simulator.untidy import SilentFall, untidy_days
 

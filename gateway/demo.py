@@ -44,7 +44,8 @@ from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import Database, migrate
 from gateway.storage.models import Alert, Event, Notification
-from simulator.household import Household, Topics, generate_households, town_document
+from simulator.household import Household, Topics, generate_households
+from simulator.provisioning import town_document
 from simulator.routine import TOWN_TZ
 from simulator.runner import RunSummary, run_simulation
 from simulator.scenarios import ScenarioName, ScenarioRequest

@@ -3,7 +3,9 @@
 An outside client of the gateway: it speaks only MQTT (and writes a provisioning file),
 and imports nothing of the gateway but its clocks, its register vocabulary and its events.
 
-- :mod:`simulator.household`: seeded residents, helpers and devices; provisioning YAML.
+- :mod:`simulator.household`: seeded residents, helpers and devices.
+- :mod:`simulator.identities`: their names, ID numbers and phones.
+- :mod:`simulator.provisioning`: the provisioning YAML of those homes (SPEC §4).
 - :mod:`simulator.routine`: pure daily routines, ``day_events(household, date, rng)``.
 - :mod:`simulator.payloads`: native and zigbee2mqtt message encoding.
 - :mod:`simulator.scenarios`: sos, fall, inactivity, … with ground truth.
@@ -20,9 +22,9 @@ from simulator.household import (
     Topics,
     generate_households,
     with_protocol,
-    write_provisioning,
 )
 from simulator.load import LoadSummary, run_load
+from simulator.provisioning import write_provisioning
 from simulator.routine import SimEvent, day_events, day_rng, events_between
 from simulator.runner import RunSummary, run_simulation
 from simulator.scenarios import (

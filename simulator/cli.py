@@ -20,8 +20,8 @@ from types import FrameType
 
 from gateway.clock import ScaledClock
 from simulator.household import HOUSEHOLD_PROTOCOLS, Household, Topics, generate_households
-from simulator.household import write_provisioning as write_provisioning_file
 from simulator.load import LoadSummary, run_load
+from simulator.provisioning import write_provisioning as write_provisioning_file
 from simulator.routine import TOWN_TZ
 from simulator.runner import RunSummary, run_simulation
 from simulator.scenarios import ScenarioName, ScenarioRequest, parse_duration, parse_scenario

@@ -3,24 +3,30 @@
 Everything here is generated from one ``random.Random(seed)``, so the same seed gives the
 same people, the same device uids and the same habits, run after run. That is what lets a
 demo or a test provision exactly the homes that the simulator then publishes
-(:func:`write_provisioning`).
+(:mod:`simulator.provisioning`). Names, ID numbers and phones come from
+:mod:`simulator.identities`.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-import yaml
-
-from gateway.register.idnumber import check_digit
 from gateway.register.vocabulary import CareLevel, Category, DeviceKind, Gender, Protocol
+from simulator.identities import (
+    FEMALE_GIVEN,
+    HELPER_GIVEN,
+    HELPER_TITLES,
+    MALE_GIVEN,
+    SURNAMES,
+    TEAM_GIVEN,
+    id_number_for,
+    mobile_number,
+    unique,
+)
 
 __all__ = [
     "HOUSEHOLD_PROTOCOLS",
@@ -38,11 +44,9 @@ __all__ = [
     "Topics",
     "emergency_team",
     "generate_households",
-    "provisioning_document",
+    "make_helper",
     "seeded_random",
-    "town_document",
     "with_protocol",
-    "write_provisioning",
 ]
 
 TOWN = "隘口镇"
@@ -69,39 +73,6 @@ HOUSEHOLDS_PER_VILLAGE = 10
 HouseholdProtocol = Literal["native", "zigbee2mqtt", "mixed"]
 HOUSEHOLD_PROTOCOLS: tuple[HouseholdProtocol, ...] = get_args(HouseholdProtocol)
 
-# 秀山土家族苗族自治县: the first six digits of residents' ID numbers.
-_REGION_CODE = "500241"
-
-# Surnames common among the Tujia, Miao and Han families of 秀山, roughly by frequency.
-_SURNAMES = (
-    "杨杨杨吴吴吴龙龙田田彭彭向向白石王王李李张张刘陈冉胡周罗黄姚滕"  # weighted by repetition
-)
-# fmt: off
-_MALE_GIVEN = (
-    "德明", "国华", "光荣", "世清", "宗富", "永福", "正发", "昌友", "成林", "家贵", "启明", "建国",
-    "树清", "文才", "开银", "仕奎", "泽民", "绍华", "金山", "明亮", "清和", "光辉", "再兴",
-)
-_FEMALE_GIVEN = (
-    "秀英", "桂英", "玉兰", "翠华", "淑芬", "凤英", "春花", "兰芝", "素珍", "秀珍", "桂兰", "玉珍",
-    "菊花", "银花", "金秀", "月娥", "素芳", "秀兰", "碧云", "德秀", "明英", "仙桃",
-)
-_HELPER_GIVEN = (
-    "海军", "晓燕", "建华", "丽娟", "勇", "静", "小平", "红梅", "志刚", "春燕", "文军", "艳",
-    "飞", "兴旺", "丽", "长江",
-)
-_HELPER_TITLES = (
-    "村支书", "村主任", "村综治专干", "网格员", "驻村工作队员", "村妇联主席",
-)
-_TEAM_GIVEN = (
-    "大勇", "正权", "光明", "小军", "代兵", "云", "国强", "永红", "林", "德胜", "春林", "晓东",
-)
-# Mobile prefixes of the three carriers. 199 is left out on purpose: emergency-team numbers
-# are built from it (see emergency_team) so that they can never collide with random ones.
-_MOBILE_PREFIXES = (
-    "130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "155",
-    "156", "157", "158", "159", "177", "180", "181", "182", "183", "186", "187", "188", "189",
-)
-# fmt: on
 
 _MEASURES_SPECIAL = (
     "每周上门一次，代购生活用品",
@@ -328,8 +299,8 @@ def generate_households(
         key = f"{code}-{numbers[village]:03d}"
         if village not in helpers:
             helpers[village] = [
-                _make_helper(rng, village, title, used_phones)
-                for title in rng.sample(_HELPER_TITLES, 2)
+                make_helper(rng, village, title, used_phones)
+                for title in rng.sample(HELPER_TITLES, 2)
             ]
         resident = _make_resident(rng, village, used_phones, used_ids, used_addresses)
         household = Household(
@@ -400,14 +371,14 @@ def _make_resident(
     used_addresses: set[str],
 ) -> Resident:
     gender = rng.choice((Gender.MALE, Gender.FEMALE))
-    given = _MALE_GIVEN if gender is Gender.MALE else _FEMALE_GIVEN
-    name = rng.choice(_SURNAMES) + rng.choice(given)
+    given = MALE_GIVEN if gender is Gender.MALE else FEMALE_GIVEN
+    name = rng.choice(SURNAMES) + rng.choice(given)
     # Mostly elderly (born 1935-1960); some younger severely disabled or low-income adults.
     younger = rng.random() < 0.1
     year = rng.randint(1961, 1975) if younger else rng.randint(1935, 1960)
     born = date(year, 1, 1) + timedelta(days=rng.randrange(365))
-    id_number = _unique(lambda: _id_number(rng, born, gender), used_ids)
-    address = _unique(
+    id_number = unique(lambda: id_number_for(rng, born, gender), used_ids)
+    address = unique(
         lambda: f"{village}{rng.randint(1, 9)}组{rng.randint(1, 60)}号", used_addresses
     )
     if younger:
@@ -439,7 +410,7 @@ def _make_resident(
         gender=gender,
         id_number=id_number,
         birth_date=born,
-        phone=_unique(lambda: _mobile(rng), used_phones),
+        phone=unique(lambda: mobile_number(rng), used_phones),
         address=address,
         categories=tuple(categories),
         care_level=care_level,
@@ -447,10 +418,11 @@ def _make_resident(
     )
 
 
-def _make_helper(rng: random.Random, village: str, title: str, used_phones: set[str]) -> Helper:
+def make_helper(rng: random.Random, village: str, title: str, used_phones: set[str]) -> Helper:
+    """A helper of ``village`` with a phone not yet in ``used_phones`` (then added)."""
     return Helper(
-        name=rng.choice(_SURNAMES) + rng.choice(_HELPER_GIVEN),
-        phone=_unique(lambda: _mobile(rng), used_phones),
+        name=rng.choice(SURNAMES) + rng.choice(HELPER_GIVEN),
+        phone=unique(lambda: mobile_number(rng), used_phones),
         title=title,
         village=village,
     )
@@ -471,17 +443,6 @@ def _make_habits(rng: random.Random) -> Habits:
     )
 
 
-def _id_number(rng: random.Random, born: date, gender: Gender) -> str:
-    # Digits 15-17 are the sequence code; the 17th is odd for men and even for women.
-    gender_digit = rng.choice("13579" if gender is Gender.MALE else "02468")
-    first17 = f"{_REGION_CODE}{born:%Y%m%d}{rng.randint(0, 99):02d}{gender_digit}"
-    return first17 + check_digit(first17)
-
-
-def _mobile(rng: random.Random) -> str:
-    return f"+86{rng.choice(_MOBILE_PREFIXES)}{rng.randint(0, 99_999_999):08d}"
-
-
 def seeded_random(*parts: object) -> random.Random:
     """A generator seeded from ``parts`` (joined with ``:``), the same in every run.
 
@@ -489,14 +450,6 @@ def seeded_random(*parts: object) -> random.Random:
     ``PYTHONHASHSEED``. Reproducible simulation, not secrets: hence no ``secrets`` here.
     """
     return random.Random(":".join(str(part) for part in parts))  # noqa: S311
-
-
-def _unique(make: Callable[[], str], used: set[str]) -> str:
-    while True:
-        value = make()
-        if value not in used:
-            used.add(value)
-            return value
 
 
 def emergency_team(village: str) -> tuple[TeamMember, ...]:
@@ -510,243 +463,9 @@ def emergency_team(village: str) -> tuple[TeamMember, ...]:
     rng = seeded_random("team", village)
     return tuple(
         TeamMember(
-            name=rng.choice(_SURNAMES) + rng.choice(_TEAM_GIVEN),
+            name=rng.choice(SURNAMES) + rng.choice(TEAM_GIVEN),
             phone=f"+86199{number:02d}76{member:04d}",
             role="队长" if member == 0 else "队员",
         )
         for member in range(3)
     )
-
-
-# --- Provisioning file (SPEC §4) ------------------------------------------------------------
-
-
-def provisioning_document(
-    households: Sequence[Household], *, topics: Topics | None = None
-) -> dict[str, Any]:
-    """The SPEC §4 provisioning document for ``households``, as plain data."""
-    topics = topics or Topics()
-    villages = _ordered(h.village for h in households)
-    helpers: dict[str, Helper] = {}
-    for household in households:
-        helpers.setdefault(household.helper.phone, household.helper)
-    return {
-        "town": TOWN,
-        "town_duty": {"name": TOWN_DUTY[0], "phone": TOWN_DUTY[1]},
-        "villages": [
-            {
-                "name": village,
-                "emergency_team": [
-                    {"name": m.name, "phone": m.phone, "role": m.role}
-                    for m in emergency_team(village)
-                ],
-            }
-            for village in villages
-        ],
-        "helpers": [
-            {"name": h.name, "phone": h.phone, "title": h.title, "village": h.village}
-            for h in helpers.values()
-        ],
-        "persons": [_person_entry(h, topics) for h in households],
-    }
-
-
-def _person_entry(household: Household, topics: Topics) -> dict[str, Any]:
-    resident = household.resident
-    devices = []
-    for device in household.devices:
-        entry: dict[str, Any] = {
-            "uid": device.uid,
-            "kind": device.kind.value,
-            "protocol": device.protocol.value,
-            "topic": topics.base(device),
-        }
-        if device.protocol is Protocol.ZIGBEE2MQTT and device.model:
-            entry["model"] = device.model
-        devices.append(entry)
-    return {
-        "name": resident.name,
-        "gender": resident.gender.value,
-        "id_number": resident.id_number,
-        "village": household.village,
-        "categories": [c.value for c in resident.categories],
-        "care_level": resident.care_level.value,
-        "helper": household.helper.phone,
-        "measures": resident.measures,
-        "phone": resident.phone,
-        "notes": f"模拟住户 {household.key}",
-        "address": resident.address,
-        "devices": devices,
-    }
-
-
-# --- The whole town's register (the demo) ---------------------------------------------------
-
-# Children in difficulty (the notice's category 3) and left-behind women are in the 台账 but
-# live with a guardian or family, so they get no sensors; the demo lists them to show all six
-# categories. The second register-only person of each village cycles through these.
-_REGISTER_ONLY_CATEGORIES = (
-    Category.LEFT_BEHIND,
-    Category.SEVERE_DISABILITY,
-    Category.RELAPSE_RISK_HOUSEHOLD,
-    Category.MINIMUM_LIVING_ALLOWANCE,
-    Category.DISPERSED_DESTITUTE,
-)
-_CHILD_GIVEN = ("小雨", "思琪", "浩然", "子涵", "欣怡", "宇航", "梓萱", "俊杰", "雨萱", "明轩")
-_CHILD_MEASURES = (
-    "每周上门一次，督促监护人履责，辅导作业",
-    "每周上门一次，联系学校心理疏导",
-    "每周上门一次，落实助学金和营养餐",
-)
-_ADULT_MEASURES = (
-    "每月上门两次，宣传就业政策，推荐技能培训",
-    "每月上门两次，协助申请临时救助",
-    "每月上门两次，联系卫生院上门随访",
-)
-
-
-def town_document(
-    households: Sequence[Household],
-    *,
-    topics: Topics | None = None,
-    seed: int = 0,
-    register_only_per_village: int = 2,
-) -> dict[str, Any]:
-    """The provisioning document of the whole town: every village of :data:`VILLAGES` with
-    its emergency team and helpers, the simulated ``households`` (with their devices), and
-    ``register_only_per_village`` persons per village who are in the register without
-    sensors: a 困境儿童 with a guardian, then persons of the other categories in turn.
-
-    Deterministic for a given ``seed`` and ``households``; new phones and ID numbers never
-    collide with the households' own.
-    """
-    document = provisioning_document(households, topics=topics)
-    rng = seeded_random(seed, "town")
-    used_phones = {h.resident.phone for h in households} | {h.helper.phone for h in households}
-    used_ids = {h.resident.id_number for h in households}
-    used_addresses = {h.resident.address for h in households}
-    helpers_by_village: dict[str, list[str]] = {}
-    for helper in document["helpers"]:
-        helpers_by_village.setdefault(helper["village"], []).append(helper["phone"])
-    named = {village["name"] for village in document["villages"]}
-    for village, _code in VILLAGES:
-        if village not in named:
-            document["villages"].append(
-                {
-                    "name": village,
-                    "emergency_team": [
-                        {"name": m.name, "phone": m.phone, "role": m.role}
-                        for m in emergency_team(village)
-                    ],
-                }
-            )
-        if village not in helpers_by_village:
-            helper = _make_helper(rng, village, rng.choice(_HELPER_TITLES), used_phones)
-            document["helpers"].append(
-                {
-                    "name": helper.name,
-                    "phone": helper.phone,
-                    "title": helper.title,
-                    "village": village,
-                }
-            )
-            helpers_by_village[village] = [helper.phone]
-    cycle = itertools.cycle(_REGISTER_ONLY_CATEGORIES)
-    for village, _code in VILLAGES:
-        for number in range(register_only_per_village):
-            helper_phone = rng.choice(helpers_by_village[village])
-            if number == 0:
-                person = _child_entry(rng, village, used_ids, used_phones, used_addresses)
-            else:
-                person = _adult_entry(
-                    rng, village, next(cycle), used_ids, used_phones, used_addresses
-                )
-            document["persons"].append(person | {"helper": helper_phone})
-    return document
-
-
-def _child_entry(
-    rng: random.Random,
-    village: str,
-    used_ids: set[str],
-    used_phones: set[str],
-    used_addresses: set[str],
-) -> dict[str, Any]:
-    gender = rng.choice((Gender.MALE, Gender.FEMALE))
-    surname = rng.choice(_SURNAMES)
-    born = date(rng.randint(2011, 2019), 1, 1) + timedelta(days=rng.randrange(365))
-    # Parents working in the cities or gone: the child lives with a grandparent.
-    grandparent = surname + rng.choice(_MALE_GIVEN + _FEMALE_GIVEN)
-    categories = [Category.CHILDREN_IN_DIFFICULTY]
-    if rng.random() < 0.5:
-        categories.append(Category.LEFT_BEHIND)
-    return {
-        "name": surname + rng.choice(_CHILD_GIVEN),
-        "gender": gender.value,
-        "id_number": _unique(lambda: _id_number(rng, born, gender), used_ids),
-        "village": village,
-        "categories": [c.value for c in categories],
-        "care_level": CareLevel.SPECIAL.value,
-        "measures": rng.choice(_CHILD_MEASURES),
-        "guardian": {"name": grandparent, "phone": _unique(lambda: _mobile(rng), used_phones)},
-        "notes": "祖辈监护，未安装看家设备",
-        "address": _unique(
-            lambda: f"{village}{rng.randint(1, 9)}组{rng.randint(1, 60)}号", used_addresses
-        ),
-    }
-
-
-def _adult_entry(
-    rng: random.Random,
-    village: str,
-    category: Category,
-    used_ids: set[str],
-    used_phones: set[str],
-    used_addresses: set[str],
-) -> dict[str, Any]:
-    # A left-behind adult here is a 留守妇女; the others are working-age residents.
-    gender = (
-        Gender.FEMALE
-        if category is Category.LEFT_BEHIND
-        else rng.choice((Gender.MALE, Gender.FEMALE))
-    )
-    given = _MALE_GIVEN if gender is Gender.MALE else _FEMALE_GIVEN
-    born = date(rng.randint(1965, 1992), 1, 1) + timedelta(days=rng.randrange(365))
-    return {
-        "name": rng.choice(_SURNAMES) + rng.choice(given),
-        "gender": gender.value,
-        "id_number": _unique(lambda: _id_number(rng, born, gender), used_ids),
-        "village": village,
-        "categories": [category.value],
-        "care_level": CareLevel.GENERAL.value,
-        "measures": rng.choice(_ADULT_MEASURES),
-        "phone": _unique(lambda: _mobile(rng), used_phones),
-        "notes": "未安装看家设备",
-        "address": _unique(
-            lambda: f"{village}{rng.randint(1, 9)}组{rng.randint(1, 60)}号", used_addresses
-        ),
-    }
-
-
-def write_provisioning(
-    households: Sequence[Household],
-    path: Path | str,
-    *,
-    topic_prefix: str = "homewatch",
-    z2m_base: str = "zigbee2mqtt",
-) -> None:
-    """Write a provisioning YAML (SPEC §4) for exactly these households.
-
-    Every device carries an explicit ``topic`` built from ``topic_prefix`` (native) or
-    ``z2m_base`` (zigbee2mqtt), which must be the ones the simulator publishes under.
-    """
-    document = provisioning_document(
-        households, topics=Topics(native_prefix=topic_prefix, z2m_base=z2m_base)
-    )
-    text = yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=120)
-    header = "# Generated by the Homewatch simulator (homewatch simulate --write-provisioning).\n"
-    Path(path).write_text(header + text, encoding="utf-8")
-
-
-def _ordered(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(values))

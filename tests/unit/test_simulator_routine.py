@@ -21,10 +21,9 @@ from simulator.household import (
     Household,
     Topics,
     generate_households,
-    provisioning_document,
     with_protocol,
-    write_provisioning,
 )
+from simulator.provisioning import provisioning_document, write_provisioning
 from simulator.routine import (
     TOWN_TZ,
     SimEvent,
