@@ -10,8 +10,9 @@ For each ``--partitions`` value: start the real `homewatch run` (its own Mosquit
 Twilio), time from spawn to the first 200 from /healthz (subscribed, database reachable),
 read its RSS (VmRSS) then, then publish light traffic (native motion reports, QoS 1, to
 random devices at ``--rate`` a second) for ``--traffic-seconds`` and read RSS and the
-stored count again. 0 partitions is one session on the standard family filters
-(``homewatch/+/event`` ...); N partitions is N leased sessions in this one process, each
+stored count again. 0 partitions is the routine session on the standard family filters
+(``homewatch/+/event`` ...) plus the emergency lane; N partitions is N leased sessions of
+each lane in this one process, each
 subscribed to its devices' exact topics (two a device), which is what a county fail-over
 deployment subscribes.
 """
@@ -325,7 +326,11 @@ def write_table(
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in figures:
-        sessions = "1 (family filters)" if f.partitions == 0 else f"{f.partitions} partitions"
+        sessions = (
+            "routine (family filters) + emergency lane"
+            if f.partitions == 0
+            else f"{f.partitions} partitions × 2 lanes"
+        )
         lines.append(
             f"| {sessions} | {f.running_s:.1f} s | {f.healthy_s:.1f} s | {f.cpu_s:.1f} s | "
             f"{f.rss_start_mb:.0f} MB | "
