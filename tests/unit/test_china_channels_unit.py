@@ -22,7 +22,7 @@ from alerts.templates import TEMPLATES
 from gateway.config import ConfigError, load_settings
 from gateway.register.provisioning import TeamRobotSpec, parse_provisioning
 from tests.fakes.fake_aliyun import carrier_would_block
-from tests.unit.test_provisioning_file import BASE, ENV, edit, only_problem
+from tests.unit.provisioning_file_support import BASE, ENV, edit, only_problem
 
 SMS = {n: f"SMS_{i}" for i, n in enumerate(n for n, t in TEMPLATES.items() if "sms" in t.channels)}
 TTS = {
