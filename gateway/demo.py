@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import yaml
 from sqlalchemy import func, select
 
@@ -221,10 +220,6 @@ async def _run(
     gateway = Gateway(
         settings, secrets.token_urlsafe(32), clock, _notifier(settings, document, clock)
     )
-    # amqtt speaks MQTT 3.1.1 only.
-    gateway.ingest.protocol = aiomqtt.ProtocolVersion.V311
-    # Quiet-home rules think in minutes: one pass per real second is plenty at any speed.
-    gateway.watch.poll_seconds = max(gateway.watch.poll_seconds, options.speed)
     doc = parse_provisioning(
         _as_yaml(document), source="demo register", env={_PASSWORD_ENV: password}
     )
@@ -384,6 +379,11 @@ def _settings(options: DemoOptions, database_url: str, mqtt_port: int, port: int
             "api_host": "127.0.0.1",
             "api_port": port,
             "public_url": f"http://127.0.0.1:{port}",
+            # amqtt speaks MQTT 3.1.1 only.
+            "mqtt_protocol": "3.1.1",
+            # Quiet-home rules think in minutes: one pass per real second is plenty at any
+            # speed (the rules tick on the scaled clock).
+            "rules_tick": max(base.rules_tick, timedelta(seconds=options.speed)),
             # The demo prints SMS and calls unless Twilio is configured; chosen by name,
             # as `run` requires (the API's /healthz then says which one is in use).
             "notifier": base.notifier_name,
