@@ -81,11 +81,6 @@ class Gateway:
     clock: Clock = field(default_factory=SystemClock)
     notifier: Notifier | None = None
 
-    @property
-    def watch(self) -> RulesRunner:
-        """The rules runner under its former name (the demo tunes ``watch.poll_seconds``)."""
-        return self.runner
-
     def __post_init__(self) -> None:
         self.db = Database(self.settings.database_url, keyring=self.settings.keyring())
         self.metrics = Metrics()
@@ -121,6 +116,7 @@ class Gateway:
             self.alerts,
             self.clock,
             link_up=lambda: self.mqtt.connected,
+            poll_seconds=self.settings.rules_tick.total_seconds(),
         )
         # SOS and fall reports get an MQTT session of their own so that they never queue
         # behind routine traffic (gateway.mqtt_lanes); a message both receive is stored once.
@@ -269,13 +265,8 @@ class Gateway:
             return [asyncio.create_task(self.mqtt.run(stop), name="ingest")]
         return [
             asyncio.create_task(self.ingest.run(stop), name="ingest"),
-            asyncio.create_task(self._run_emergency_lane(stop), name="ingest-emergency"),
+            asyncio.create_task(self.emergency_ingest.run(stop), name="ingest-emergency"),
         ]
-
-    async def _run_emergency_lane(self, stop: asyncio.Event) -> None:
-        # Same MQTT version as the routine session (the demo's embedded broker is 3.1.1).
-        self.emergency_ingest.protocol = self.ingest.protocol
-        await self.emergency_ingest.run(stop)
 
 
 def _routine_device(spec: DeviceSpec) -> bool:

@@ -102,6 +102,14 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ClockTime = Annotated[time, BeforeValidator(_parse_clock_time)]
 
 
+def _protocol_text(value: object) -> object:
+    # YAML reads `mqtt_protocol: 5` as a number, the environment gives the text "5".
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+MqttProtocol = Annotated[Literal["5", "3.1.1"], BeforeValidator(_protocol_text)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -373,6 +381,10 @@ class Settings(BaseSettings):
     mqtt_ca_file: Path | None = None
     mqtt_client_cert: Path | None = None
     mqtt_client_key: Path | None = None
+    #: MQTT version of every session the gateway opens: 5 (session expiry, receive maximum,
+    #: shared subscriptions) or 3.1.1 for a broker that speaks nothing newer, such as the
+    #: demo's embedded amqtt (its persistent session still keeps unacknowledged messages).
+    mqtt_protocol: MqttProtocol = "5"
     #: Topic prefix for the gateway's own status topic and native devices (tests isolate runs).
     mqtt_topic_prefix: str = "homewatch"
     #: Share ingest across several `run` processes (MQTT 5 shared subscription group name).
@@ -411,6 +423,10 @@ class Settings(BaseSettings):
     #: Rejected payloads kept for inspection (oldest dropped beyond this).
     rejected_keep: int = Field(default=10_000, ge=0)
     rules: RulesConfig = RulesConfig()
+    #: How often, on the gateway's clock, the rules judge the homes: a quiet home's or a
+    #: silent device's deadline is noticed at most this late (SOS, falls and check-ins act
+    #: at once, not at the tick).
+    rules_tick: Duration = timedelta(seconds=5)
     escalation: EscalationConfig = EscalationConfig()
     #: Uploaded visit photos are kept under this directory.
     data_dir: Path = Path("homewatch-data")
@@ -466,6 +482,13 @@ class Settings(BaseSettings):
             if self.mqtt_partition_poll <= timedelta(0):
                 raise ValueError("mqtt_partition_poll must be positive")
         return self
+
+    @field_validator("rules_tick")
+    @classmethod
+    def _tick_positive(cls, tick: timedelta) -> timedelta:
+        if tick <= timedelta(0):
+            raise ValueError("must be positive (e.g. 5s)")
+        return tick
 
     @field_validator("timezone")
     @classmethod

@@ -30,9 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import yaml
-from sqlalchemy import func, select
 
 from alerts.notifiers import ConsoleNotifier, Delivery, Notifier
 from alerts.types import AlertGroup, AlertStatus
@@ -42,8 +40,8 @@ from gateway.config import Settings, load_settings
 from gateway.folder_lock import FolderInUseError, lock_folder
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
+from gateway.storage import queries
 from gateway.storage.db import Database, migrate
-from gateway.storage.models import Alert, Event, Notification
 from simulator.household import Household, Topics, generate_households
 from simulator.provisioning import town_document
 from simulator.routine import TOWN_TZ
@@ -222,10 +220,6 @@ async def _run(
     gateway = Gateway(
         settings, secrets.token_urlsafe(32), clock, _notifier(settings, document, clock)
     )
-    # amqtt speaks MQTT 3.1.1 only.
-    gateway.ingest.protocol = aiomqtt.ProtocolVersion.V311
-    # Quiet-home rules think in minutes: one pass per real second is plenty at any speed.
-    gateway.watch.poll_seconds = max(gateway.watch.poll_seconds, options.speed)
     doc = parse_provisioning(
         _as_yaml(document), source="demo register", env={_PASSWORD_ENV: password}
     )
@@ -385,6 +379,11 @@ def _settings(options: DemoOptions, database_url: str, mqtt_port: int, port: int
             "api_host": "127.0.0.1",
             "api_port": port,
             "public_url": f"http://127.0.0.1:{port}",
+            # amqtt speaks MQTT 3.1.1 only.
+            "mqtt_protocol": "3.1.1",
+            # Quiet-home rules think in minutes: one pass per real second is plenty at any
+            # speed (the rules tick on the scaled clock).
+            "rules_tick": max(base.rules_tick, timedelta(seconds=options.speed)),
             # The demo prints SMS and calls unless Twilio is configured; chosen by name,
             # as `run` requires (the API's /healthz then says which one is in use).
             "notifier": base.notifier_name,
@@ -398,16 +397,12 @@ async def _resume_time(database_url: str) -> datetime:
     db = Database(database_url)
     try:
         async with db.session() as session:
-            latest = [
-                (await session.execute(select(func.max(column)))).scalar_one_or_none()
-                for column in (Event.received_at, Alert.last_trigger_at, Notification.updated_at)
-            ]
+            latest = await queries.latest_recorded_time(session)
     finally:
         await db.dispose()
     now = datetime.now(UTC)
-    stamps = [t if t.tzinfo else t.replace(tzinfo=UTC) for t in latest if t is not None]
-    if stamps and max(stamps) + timedelta(minutes=1) > now:
-        return max(stamps) + timedelta(minutes=1)
+    if latest is not None and latest + timedelta(minutes=1) > now:
+        return latest + timedelta(minutes=1)
     return now
 
 
@@ -478,14 +473,8 @@ async def _close_left_over_alerts(gateway: Gateway) -> int:
     """Resolve what an earlier run left open: the first SOS would otherwise join its
     person's still-open alert (one per person and type) and the story would not be told."""
     async with gateway.db.session() as session:
-        ids = list(
-            (
-                await session.execute(
-                    select(Alert.id).where(
-                        Alert.status.in_([AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value])
-                    )
-                )
-            ).scalars()
+        ids = await queries.alert_ids(
+            session, statuses=[AlertStatus.OPEN.value, AlertStatus.ACKNOWLEDGED.value]
         )
     for alert_id in ids:
         await gateway.alerts.resolve(alert_id, "演示脚本", "演示重新启动时关闭")
@@ -523,15 +512,10 @@ async def _play(
 
 async def _new_emergencies(gateway: Gateway, handled: set[int]) -> list[int]:
     async with gateway.db.session() as session:
-        ids = (
-            await session.execute(
-                select(Alert.id).where(
-                    Alert.group == AlertGroup.EMERGENCY.value,
-                    Alert.status == AlertStatus.OPEN.value,
-                )
-            )
-        ).scalars()
-        return [i for i in ids if i not in handled]
+        ids = await queries.alert_ids(
+            session, statuses=[AlertStatus.OPEN.value], group=AlertGroup.EMERGENCY.value
+        )
+    return [i for i in ids if i not in handled]
 
 
 async def _answer(gateway: Gateway, clock: Clock, alert_id: int, stats: _Stats) -> None:
@@ -557,39 +541,16 @@ async def _answer(gateway: Gateway, clock: Clock, alert_id: int, stats: _Stats) 
 async def _first_sent_at(gateway: Gateway, alert_id: int) -> datetime:
     while True:
         async with gateway.db.session() as session:
-            sent = (
-                await session.execute(
-                    select(func.min(Notification.sent_at)).where(
-                        Notification.alert_id == alert_id, Notification.purpose == "alert"
-                    )
-                )
-            ).scalar_one_or_none()
+            sent = await queries.first_alert_sent_at(session, alert_id)
         if sent is not None:
-            return sent if sent.tzinfo else sent.replace(tzinfo=UTC)
+            return sent
         await asyncio.sleep(_POLL_SECONDS / 5)
 
 
 async def _latest_recipient(gateway: Gateway, alert_id: int) -> tuple[str, str] | None:
     """The first person of the latest escalation step reached (not the resident)."""
     async with gateway.db.session() as session:
-        row = (
-            await session.execute(
-                select(Notification.recipient_name, Notification.recipient_phone)
-                .where(
-                    Notification.alert_id == alert_id,
-                    Notification.purpose == "alert",
-                    Notification.recipient_role != "resident",
-                    Notification.sent_at.is_not(None),
-                )
-                .order_by(
-                    Notification.step_round.desc(),
-                    Notification.step_index.desc(),
-                    Notification.id,
-                )
-                .limit(1)
-            )
-        ).first()
-    return None if row is None else (row[0], row[1])
+        return await queries.latest_reached_recipient(session, alert_id)
 
 
 async def _inject_now_and_then(

@@ -149,10 +149,13 @@ class MqttIngest:
         )
         self._subscribed: set[str] = set()
         self.status_topic = f"{settings.mqtt_topic_prefix}/gateway/{self.client_id}/status"
-        #: MQTT 5 by default (session expiry, receive maximum, shared subscriptions). 3.1.1 is
-        #: for brokers that speak nothing newer, such as the demo's embedded amqtt; its
-        #: ``clean_session=False`` still keeps the session (and unacknowledged messages).
-        self.protocol = aiomqtt.ProtocolVersion.V5
+        #: ``settings.mqtt_protocol``; on 3.1.1, ``clean_session=False`` still keeps the session
+        #: (and unacknowledged messages).
+        self.protocol = (
+            aiomqtt.ProtocolVersion.V311
+            if settings.mqtt_protocol == "3.1.1"
+            else aiomqtt.ProtocolVersion.V5
+        )
 
     # -- classification (pure apart from the registry lookup) --------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -14,14 +14,19 @@ from gateway.storage.models import (
     Alert,
     Device,
     Event,
+    Notification,
     Person,
     RejectedMessage,
     UnknownDevice,
 )
 
 __all__ = [
+    "alert_ids",
     "alert_with_notifications",
     "device_by_uid",
+    "first_alert_sent_at",
+    "latest_reached_recipient",
+    "latest_recorded_time",
     "list_alerts",
     "list_devices",
     "list_events",
@@ -170,3 +175,61 @@ async def alert_with_notifications(session: AsyncSession, alert_id: int) -> Aler
             .where(Alert.id == alert_id)
         )
     ).scalar_one_or_none()
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def alert_ids(
+    session: AsyncSession, *, statuses: Sequence[str], group: str | None = None
+) -> list[int]:
+    """Ids of the alerts in any of ``statuses`` (and of ``group``, if given), oldest first."""
+    query = select(Alert.id).where(Alert.status.in_(statuses)).order_by(Alert.id)
+    if group is not None:
+        query = query.where(Alert.group == group)
+    return list((await session.execute(query)).scalars())
+
+
+async def first_alert_sent_at(session: AsyncSession, alert_id: int) -> datetime | None:
+    """When the alert's first escalation message went out; None while none has."""
+    sent = (
+        await session.execute(
+            select(func.min(Notification.sent_at)).where(
+                Notification.alert_id == alert_id, Notification.purpose == "alert"
+            )
+        )
+    ).scalar_one_or_none()
+    return None if sent is None else _utc(sent)
+
+
+async def latest_reached_recipient(session: AsyncSession, alert_id: int) -> tuple[str, str] | None:
+    """Name and phone of the first person of the latest escalation step that reached
+    anybody, the resident excepted (who is told, not asked to act); None before any."""
+    row = (
+        await session.execute(
+            select(Notification.recipient_name, Notification.recipient_phone)
+            .where(
+                Notification.alert_id == alert_id,
+                Notification.purpose == "alert",
+                Notification.recipient_role != "resident",
+                Notification.sent_at.is_not(None),
+            )
+            .order_by(
+                Notification.step_round.desc(), Notification.step_index.desc(), Notification.id
+            )
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def latest_recorded_time(session: AsyncSession) -> datetime | None:
+    """The newest time the database holds: an event received, an alert triggered, a
+    notification changed. A clock that starts after it never writes into its past."""
+    stamps = [
+        (await session.execute(select(func.max(column)))).scalar_one_or_none()
+        for column in (Event.received_at, Alert.last_trigger_at, Notification.updated_at)
+    ]
+    return max((_utc(t) for t in stamps if t is not None), default=None)

@@ -7,15 +7,20 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiomqtt
 import pytest
 import yaml
 
+from gateway.app import Gateway
+from gateway.clock import ScaledClock
 from gateway.demo import (
     DemoError,
+    DemoOptions,
     _bind_api_socket,
     _count,
     _register_document,
     _resume_time,
+    _settings,
 )
 from gateway.register.provisioning import parse_provisioning
 from gateway.register.vocabulary import Category
@@ -107,3 +112,27 @@ def test_the_narration_counts_in_good_english() -> None:
     assert _count(2, "emergency", "emergencies") == "2 emergencies"
     assert _count(1, "person") == "1 person"
     assert _count(0, "person") == "0 persons"
+
+
+async def test_the_demo_sets_up_the_gateway_through_its_settings_alone(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    settings = _settings(DemoOptions(speed=120), url, mqtt_port=18830, port=18080)
+    assert (settings.mqtt_protocol, settings.rules_tick) == ("3.1.1", timedelta(minutes=2))
+    gateway = Gateway(settings, "a-demo-secret-key-of-some-length", ScaledClock(120))
+    try:
+        # The embedded amqtt speaks 3.1.1 only: both sessions, routine and emergency, must.
+        assert gateway.ingest.protocol is aiomqtt.ProtocolVersion.V311
+        assert gateway.emergency_ingest.protocol is aiomqtt.ProtocolVersion.V311
+        assert gateway.runner.poll_seconds == 120
+    finally:
+        await gateway.db.dispose()
+    production = Gateway(
+        settings.model_copy(update={"mqtt_protocol": "5", "rules_tick": timedelta(seconds=5)}),
+        "a-demo-secret-key-of-some-length",
+    )
+    try:
+        assert production.ingest.protocol is aiomqtt.ProtocolVersion.V5
+        assert production.emergency_ingest.protocol is aiomqtt.ProtocolVersion.V5
+        assert production.runner.poll_seconds == 5
+    finally:
+        await production.db.dispose()

@@ -101,3 +101,30 @@ def test_a_channels_default_for_sms_and_voice_is_a_chosen_notifier() -> None:
         load_settings(
             channels={"default": {"sms": "console", "voice": "console"}}
         ).require_chosen_notifier()
+
+
+@pytest.mark.parametrize(("given", "expected"), [(5, "5"), ("5", "5"), ("3.1.1", "3.1.1")])
+def test_the_mqtt_protocol_is_5_or_3_1_1_from_the_file_or_the_environment(
+    given: object, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().mqtt_protocol == "5"
+    assert load_settings(mqtt_protocol=given).mqtt_protocol == expected
+    monkeypatch.setenv("HOMEWATCH_MQTT_PROTOCOL", str(given))
+    assert load_settings().mqtt_protocol == expected
+
+
+@pytest.mark.parametrize("given", [3, "3.1", 3.1, "v5", True])
+def test_an_unknown_mqtt_protocol_is_refused_naming_the_setting(given: object) -> None:
+    with pytest.raises(ConfigError, match=r"mqtt_protocol: Input should be '5' or '3\.1\.1'"):
+        load_settings(mqtt_protocol=given)
+
+
+def test_the_rules_tick_is_a_positive_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().rules_tick == timedelta(seconds=5)
+    with pytest.raises(ConfigError, match="rules_tick: Value error, must be positive"):
+        load_settings(rules_tick="0s")
+    monkeypatch.setenv("HOMEWATCH_RULES_TICK", "1m")
+    assert load_settings().rules_tick == timedelta(minutes=1)
+    monkeypatch.setenv("HOMEWATCH_RULES_TICK", "soon")
+    with pytest.raises(ConfigError, match="rules_tick: Value error, not a duration"):
+        load_settings()
