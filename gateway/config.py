@@ -50,6 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+#: A bare number is seconds, in an environment variable (always text) as in YAML.
+_SECONDS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")
 _ISO_DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
@@ -72,6 +74,9 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
+    seconds = _SECONDS.match(value)
+    if seconds:
+        return timedelta(seconds=float(seconds.group(1)))
     match = _DURATION.match(value)
     if match:
         return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])

@@ -20,6 +20,8 @@ from gateway.config import ConfigError, load_settings, parse_duration, unknown_e
         ("2d", timedelta(days=2)),
         ("PT4H", timedelta(hours=4)),
         (30, timedelta(seconds=30)),
+        ("30", timedelta(seconds=30)),
+        (" 1.5 ", timedelta(seconds=1.5)),
     ],
 )
 def test_durations(text: object, expected: timedelta) -> None:
@@ -125,6 +127,8 @@ def test_the_rules_tick_is_a_positive_duration(monkeypatch: pytest.MonkeyPatch) 
         load_settings(rules_tick="0s")
     monkeypatch.setenv("HOMEWATCH_RULES_TICK", "1m")
     assert load_settings().rules_tick == timedelta(minutes=1)
+    monkeypatch.setenv("HOMEWATCH_RULES_TICK", "10")
+    assert load_settings().rules_tick == timedelta(seconds=10)
     monkeypatch.setenv("HOMEWATCH_RULES_TICK", "soon")
     with pytest.raises(ConfigError, match="rules_tick: Value error, not a duration"):
         load_settings()
