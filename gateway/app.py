@@ -121,24 +121,9 @@ class Gateway:
         # SOS and fall reports get an MQTT session of their own so that they never queue
         # behind routine traffic (gateway.mqtt_lanes); a message both receive is stored once.
         lanes = LaneLedger()
-        self.ingest = MqttIngest(
-            self.settings,
-            self.db,
+        self.ingest = self._session(self.registry, ledger=lanes)
+        self.emergency_ingest = self._session(
             self.registry,
-            self.clock,
-            self.metrics,
-            on_events=self.runner.on_events,
-            activity_judge=self.runner.judge,
-            ledger=lanes,
-        )
-        self.emergency_ingest = MqttIngest(
-            self.settings,
-            self.db,
-            self.registry,
-            self.clock,
-            self.metrics,
-            on_events=self.runner.on_events,
-            activity_judge=self.runner.judge,
             client_id=f"{self.settings.mqtt_client_id}-emergency",
             owns=is_emergency_device,
             exact_topics=True,
@@ -167,21 +152,36 @@ class Gateway:
             )
         )
 
+    def _session(
+        self,
+        registry: DeviceRegistry,
+        *,
+        client_id: str | None = None,
+        owns: OwnsDevice | None = None,
+        exact_topics: bool = False,
+        ledger: LaneLedger | None = None,
+    ) -> MqttIngest:
+        """One MQTT session feeding the rules runner: the routine one, the emergency lane's,
+        or a leased partition's."""
+        return MqttIngest(
+            self.settings,
+            self.db,
+            registry,
+            self.clock,
+            self.metrics,
+            on_events=self.runner.on_events,
+            activity_judge=self.runner.judge,
+            client_id=client_id,
+            owns=owns,
+            exact_topics=exact_topics,
+            ledger=ledger,
+        )
+
     def _partition_supervisor(self, kinds: list[SessionKind]) -> PartitionSupervisor:
         settings = self.settings
 
         def session(client_id: str, registry: DeviceRegistry, owns: OwnsDevice) -> MqttIngest:
-            return MqttIngest(
-                settings,
-                self.db,
-                registry,
-                self.clock,
-                self.metrics,
-                on_events=self.runner.on_events,
-                activity_judge=self.runner.judge,
-                client_id=client_id,
-                owns=owns,
-            )
+            return self._session(registry, client_id=client_id, owns=owns)
 
         return PartitionSupervisor(
             partitions_of(kinds, settings.mqtt_partitions, settings.mqtt_client_id),
