@@ -131,14 +131,17 @@ class Courier:
                 return False
             row.status = status
             row.updated_at = now
+            # Aliyun's receipts come here too: name whoever carried it, and keep the code
+            # through the failure handling (an operator looks the code up, not "failed").
+            error = f"{row.provider or 'provider'} error {error_code}" if error_code else status
             if error_code:
-                row.error = f"twilio error {error_code}"
+                row.error = error
             notification_id = row.id
             failed = status in FAILED_STATUSES and not row.failure_handled
             channel = row.channel
         self._count(channel, status)
         if failed:
-            await self.record_failure(notification_id, status, retryable=True)
+            await self.record_failure(notification_id, error, retryable=True)
         return True
 
     async def record_failure(

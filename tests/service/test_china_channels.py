@@ -255,6 +255,20 @@ async def test_sms_reports_update_the_delivery_status(db: Database, clock: Manua
         assert row.status == "delivered"
 
 
+async def test_an_undelivered_sms_report_names_the_carrier_and_its_code(
+    db: Database, clock: ManualClock
+) -> None:
+    async with china(db, clock) as cn:
+        alert = await _alert(cn, AlertType.SOS)
+        await cn.alerts.tick()
+        [sms] = cn.sms_to(HELPER)
+        report = cn.aliyun.sms_report(sms, success=False)
+        assert (await cn.push("sms-report", report)).status_code == 200
+        [row, *_] = await cn.rows(alert_id=alert.id, channel="sms")
+        assert row.status == "undelivered"
+        assert row.error == "aliyun_sms error MK:0001"
+
+
 async def test_what_reaches_a_mainland_phone_carries_no_link_or_number(
     db: Database, clock: ManualClock
 ) -> None:
