@@ -1,18 +1,21 @@
 """The replay's engine: what the rules would have raised over a stream of events, with a
 simulated clock; nothing is sent.
 
-The gateway's own judge of what counts as a sign of life (door changes,
-:class:`~gateway.rules.sensors.SensorHealth`), its emergency rule and its quiet-home
-decisions (:mod:`gateway.rules.quiet`, learned routines) run here.
+The live gateway's own rules run here, unchanged: its judge of what counts as a sign of
+life (:class:`~gateway.rules.sensors.SensorHealth`), the emergency, check-in and
+sensor-fault rules on each event, and the time-based rules (inactivity, night door,
+device health) on typed :class:`~gateway.rules.facts.HomeFacts`. Their decisions are
+applied to in-memory alerts with the details the gateway would store
+(:func:`~gateway.rules_runner.apply.params_of`), so a fix to a rule reaches the replay too.
 
 Storage is left out of the per-message path on purpose: the live gateway commits each batch
 and re-reads its facts every tick, which is right for a crash-proof service and far too slow
 for a million messages. Here the same facts (last sign of life, door positions, device
-state, open alerts) are kept in memory and the same pure decisions are asked of them:
+state, open alerts) are kept in memory:
 
 * messages are handled in order, the clock set to each one's ``received_at``;
 * the time-based rules tick at every whole simulated minute, between messages too, and
-  only look at the persons whose facts changed or whose deadline came (a heap of
+  only judge the persons whose facts changed or whose ``next_check`` came (a heap of
   deadlines), which is what makes 28 days × 100 homes take a minute rather than hours.
 
 Nobody answers a replayed alert. By default an emergency or wellbeing alert still open
@@ -30,30 +33,36 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.templates import DEVICE_LABELS
-from alerts.types import AlertGroup, AlertStatus, AlertTrigger, AlertType
+from alerts.types import AlertGroup, AlertStatus, AlertType
 from gateway.config import RulesConfig
 from gateway.events import EventKind, SensorEvent
 from gateway.register.provisioning import merge_rules
-from gateway.register.vocabulary import DeviceKind
 from gateway.replay_input import ReplayDevice, ReplayPerson, ReplayRegister
-from gateway.rules import EmergencyRule
-from gateway.rules.quiet import (
-    InactivityDue,
-    QuietFacts,
-    door_open_deadline,
-    inactivity_detail,
-    inactivity_due,
-    offline_since,
+from gateway.rules.check_in import CheckInRule
+from gateway.rules.decisions import (
+    CensorRoutine,
+    Decision,
+    ExcludeFromRoutine,
+    Raise,
+    Resolve,
+    ResolveAllOpen,
+    Withdraw,
 )
+from gateway.rules.device_health import DeviceHealthRule
+from gateway.rules.emergency import EmergencyRule
+from gateway.rules.facts import DeviceFacts, HomeFacts, OpenAlert
+from gateway.rules.inactivity import InactivityRule
+from gateway.rules.night_door import NightDoorRule
 from gateway.rules.routine import RoutineModel
+from gateway.rules.sensor_faults import SensorFaultRule
 from gateway.rules.sensors import SensorHealth
+from gateway.rules_runner.apply import params_of
 
 __all__ = ["ReplayAlert", "Replayer"]
 
 _TICK = timedelta(minutes=1)
-_ACTIVITY_KINDS = frozenset({DeviceKind.MOTION, DeviceKind.DOOR, DeviceKind.MULTI})
 _NEEDS_A_PERSON = (AlertGroup.EMERGENCY, AlertGroup.WELLBEING)
+_DEBOUNCED = (AlertType.SOS, AlertType.FALL)
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -71,6 +80,8 @@ class ReplayAlert:
     last_trigger_at: datetime | None = None
     device_uid: str | None = None
     detail: dict[str, str] = field(default_factory=dict)
+    #: Its index in the replay's alerts (what the rules' decisions name it by).
+    id: int = -1
 
     @property
     def active(self) -> bool:
@@ -104,7 +115,6 @@ class _DeviceState:
     battery: int | None = None
     door_open: bool | None = None
     door_changed_at: datetime | None = None
-    timer_armed: bool = False
 
 
 @dataclass(slots=True)
@@ -114,14 +124,13 @@ class _PersonState:
     created_at: datetime
     devices: list[_DeviceState] = field(default_factory=list)
     last_activity: datetime | None = None
-    last_closed: datetime | None = None
     routine: RoutineModel | None = None
-    #: Version of the person's inactivity deadline in the heap (older entries are stale).
+    #: Version of the person's next check in the heap (older entries are stale).
     version: int = 0
-    due: InactivityDue | None = None
     open: dict[AlertType, ReplayAlert] = field(default_factory=dict)
     last_emergency: dict[AlertType, ReplayAlert] = field(default_factory=dict)
-    last_door_closed: datetime | None = None
+    last_closed: dict[AlertType, datetime] = field(default_factory=dict)
+    away: list[tuple[datetime, datetime]] = field(default_factory=list)
 
 
 class Replayer:
@@ -144,6 +153,10 @@ class Replayer:
         self._next_tick = _ceil_minute(start)
         self.alerts: list[ReplayAlert] = []
         self.emergency = EmergencyRule()
+        self.check_in = CheckInRule()
+        self.sensor_faults = SensorFaultRule()
+        #: The time-based rules, in the order the gateway applies their verdicts.
+        self.time_rules = (InactivityRule(tz), NightDoorRule(tz), DeviceHealthRule())
         merged: dict[str, RulesConfig] = {}
         self.persons: dict[int, _PersonState] = {}
         for pid, person in register.persons.items():
@@ -163,22 +176,17 @@ class Replayer:
             device_state = _DeviceState(device)
             self.devices[device.spec.uid] = device_state
             self.persons[device.person_id].devices.append(device_state)
-        self._away: dict[int, list[tuple[datetime, datetime]]] = {}
         for pid, starts, ends in register.away:
-            self._away.setdefault(pid, []).append((starts, ends))
+            self.persons[pid].away.append((starts, ends))
             routine = self.persons[pid].routine
             if routine is not None:
                 routine.exclude(starts, ends)
-        #: (when, sequence, kind, key, version): inactivity, door, device and closing timers.
-        self._timers: list[tuple[datetime, int, str, object, int]] = []
+        #: (when, sequence, key, version): persons' next checks and alerts' helper visits.
+        self._timers: list[tuple[datetime, int, int | ReplayAlert, int]] = []
         self._sequence = 0
-        #: Persons whose facts changed since the last tick, per check.
+        #: Persons whose facts changed since the last tick.
         self._dirty: set[int] = set(self.persons)
-        self._dirty_door: set[int] = set()
-        self._dirty_health: set[int] = set()
         self._faulty: set[str] = set()
-        for device_state in self.devices.values():
-            self._arm_device(device_state)
 
     # -- feeding ----------------------------------------------------------------------
 
@@ -195,11 +203,11 @@ class Replayer:
         state.last_seen_at = max(at, state.last_seen_at or at)
         online = bool(event.state) if event.kind is EventKind.AVAILABILITY else True
         if online != state.online or AlertType.DEVICE_OFFLINE in person.open:
-            self._dirty_health.add(pid)
+            self._dirty.add(pid)
         state.online = online
         if event.battery is not None and event.battery != state.battery:
             state.battery = event.battery
-            self._dirty_health.add(pid)
+            self._dirty.add(pid)
         door_changed = False
         if event.kind is EventKind.DOOR and event.state is not None:
             # As ingest: zigbee2mqtt repeats `contact` in every report; only a change counts.
@@ -207,29 +215,21 @@ class Replayer:
             if door_changed:
                 state.door_open = event.state
                 state.door_changed_at = min(event.occurred_at, event.received_at)
-                self._dirty_door.add(pid)
-                if event.state:
-                    due = door_open_deadline(
-                        state.door_changed_at, person.rules.door_open_night, self.tz
-                    )
-                    if due is not None:
-                        self._push(due, "door", pid)
+                self._dirty.add(pid)
+        routine = person.routine
+        if routine is not None and event.kind.is_emergency:
+            # As the runner's judge: a day with an SOS or a fall teaches nothing.
+            routine.exclude_day(at.astimezone(self.tz).date())
         if self.sensors.counts_as_activity(event, pid, door_changed=door_changed):
             moment = min(event.occurred_at, event.received_at)
             if person.last_activity is None or moment > person.last_activity:
                 person.last_activity = moment
                 self._dirty.add(pid)
-            if person.routine is not None:
-                person.routine.observe(moment, left_home=event.kind is EventKind.DOOR)
-        if not state.timer_armed or event.kind is EventKind.AVAILABILITY:
-            self._arm_device(state)
-        for trigger in self.emergency.evaluate(event, person.person.id):
-            self._raise(trigger)
-        if event.kind is EventKind.CHECK_IN and not event.retained:
-            for alert_type in (AlertType.INACTIVITY, AlertType.DOOR_OPEN_NIGHT):
-                alert = person.open.get(alert_type)
-                if alert is not None:
-                    self._close(person, alert, AlertStatus.CANCELLED)
+            if routine is not None:
+                routine.observe(moment, left_home=event.kind is EventKind.DOOR)
+        self._apply(self.emergency.decide(event, pid))
+        if self.check_in.applies(event):
+            self._apply(self.check_in.decide(event, self._open_alerts(person).values()))
         self._apply_faults()
 
     def advance(self, until: datetime) -> None:
@@ -245,281 +245,162 @@ class Replayer:
         self.advance(end or self.now + _TICK)
         return self.alerts
 
-    # -- alerts -------------------------------------------------------------------------
+    # -- decisions become in-memory alerts -------------------------------------------------
 
-    def _raise(self, trigger: AlertTrigger) -> ReplayAlert | None:
-        person = self.persons[trigger.person_id]
-        existing = person.open.get(trigger.type)
-        if existing is None and trigger.type in (AlertType.SOS, AlertType.FALL):
-            last = person.last_emergency.get(trigger.type)
-            horizon = trigger.at - person.rules.sos_debounce
+    def _apply(self, decisions: Any) -> None:
+        decision: Decision
+        for decision in decisions:
+            if isinstance(decision, Raise):
+                self._raise(decision)
+            elif isinstance(decision, Withdraw):
+                self._close(self.alerts[decision.alert_id], AlertStatus.CANCELLED)
+            elif isinstance(decision, Resolve):
+                self._close(self.alerts[decision.alert_id], AlertStatus.RESOLVED)
+            elif isinstance(decision, ResolveAllOpen):
+                alert = self.persons[decision.person_id].open.get(decision.type)
+                if alert is not None:
+                    self._close(alert, AlertStatus.RESOLVED)
+            elif isinstance(decision, ExcludeFromRoutine | CensorRoutine):
+                routine = self.persons[decision.person_id].routine
+                if routine is None:
+                    continue
+                if isinstance(decision, CensorRoutine):
+                    routine.censor(decision.at)
+                else:
+                    routine.exclude(decision.at, decision.at)
+
+    def _raise(self, decision: Raise) -> None:
+        """As the alert store: one open alert per person and type, and repeated presses of
+        an SOS or fall within ``sos_debounce`` are the same emergency."""
+        person = self.persons[decision.person_id]
+        existing = person.open.get(decision.type)
+        if existing is None and decision.type in _DEBOUNCED:
+            last = person.last_emergency.get(decision.type)
+            horizon = decision.at - person.rules.sos_debounce
             if last is not None and last.last_trigger_at and last.last_trigger_at >= horizon:
                 existing = last
         if existing is not None:
-            existing.last_trigger_at = max(existing.last_trigger_at or trigger.at, trigger.at)
-            return None
+            existing.last_trigger_at = max(existing.last_trigger_at or decision.at, decision.at)
+            return
         alert = ReplayAlert(
-            trigger.type,
-            trigger.person_id,
+            decision.type,
+            decision.person_id,
             self.now,
-            last_trigger_at=trigger.at,
-            device_uid=trigger.device_uid,
-            detail=dict(trigger.detail),
+            last_trigger_at=decision.at,
+            device_uid=decision.device_uid,
+            detail=params_of(decision, self.tz),
+            id=len(self.alerts),
         )
         self.alerts.append(alert)
-        person.open[trigger.type] = alert
-        if trigger.type in (AlertType.SOS, AlertType.FALL):
-            person.last_emergency[trigger.type] = alert
-            if person.routine is not None:
-                person.routine.exclude_day(self.now.astimezone(self.tz).date())
-        if self.resolve_after is not None and trigger.type.group in _NEEDS_A_PERSON:
-            self._push(self.now + self.resolve_after, "resolve", alert)
-        return alert
+        person.open[decision.type] = alert
+        if decision.type in _DEBOUNCED:
+            person.last_emergency[decision.type] = alert
+        if self.resolve_after is not None and decision.type.group in _NEEDS_A_PERSON:
+            self._push(self.now + self.resolve_after, alert)
+        # An alert that opened changes what the person's checks decide (an emergency
+        # suppresses inactivity): look again at the next tick.
+        self._dirty.add(decision.person_id)
 
-    def _close(self, person: _PersonState, alert: ReplayAlert, status: AlertStatus) -> None:
+    def _close(self, alert: ReplayAlert, status: AlertStatus) -> None:
         if not alert.active:
             return
         alert.close(status, self.now)
+        person = self.persons[alert.person_id]
         if person.open.get(alert.type) is alert:
             del person.open[alert.type]
-        if alert.type is AlertType.INACTIVITY:
-            person.last_closed = self.now
-        elif alert.type is AlertType.DOOR_OPEN_NIGHT:
-            person.last_door_closed = self.now
-        # Closing changes what the person's checks decide (a new baseline, an emergency
-        # that no longer suppresses inactivity): look again at the next tick.
-        pid = person.person.id
-        self._dirty.add(pid)
-        self._dirty_door.add(pid)
-        self._dirty_health.add(pid)
+        person.last_closed[alert.type] = self.now
+        self._dirty.add(alert.person_id)
 
     def _apply_faults(self) -> None:
-        for change in self.sensors.take_changes():
-            person = self.persons[change.person_id]
+        changes = self.sensors.take_changes()
+        for change in changes:
             if change.active:
                 self._faulty.add(change.device_uid)
-                self._dirty_door.add(change.person_id)
-                self._raise(
-                    AlertTrigger(
-                        type=AlertType.SENSOR_FAULT,
-                        person_id=change.person_id,
-                        at=change.at,
-                        device_uid=change.device_uid,
-                        detail={"fault": change.fault.value},
-                    )
+            else:
+                self._faulty.discard(change.device_uid)
+            self._dirty.add(change.person_id)
+        if changes:
+            self._apply(self.sensor_faults.decide(changes, self._has_fault))
+
+    def _has_fault(self, person_id: int) -> bool:
+        devices = self.persons[person_id].devices
+        return any(self.sensors.faulty(d.device.spec.uid) for d in devices)
+
+    # -- the facts the rules are told ---------------------------------------------------
+
+    def _open_alerts(self, person: _PersonState) -> dict[AlertType, OpenAlert]:
+        return {t: OpenAlert(a.id, t, a.status, a.raised_at) for t, a in person.open.items()}
+
+    def _home(self, person: _PersonState, now: datetime) -> HomeFacts:
+        away_until = next_away = returned = None
+        for starts, ends in person.away:  # as the runner reads a person's absences
+            if starts > now:
+                next_away = starts if next_away is None else min(next_away, starts)
+            elif ends > now:
+                away_until = ends if away_until is None else max(away_until, ends)
+            elif ends > starts:
+                returned = ends if returned is None else max(returned, ends)
+        sensors = self.sensors
+        return HomeFacts(
+            person_id=person.person.id,
+            created_at=person.created_at,
+            rules=person.rules,
+            last_activity=person.last_activity,
+            devices=tuple(
+                DeviceFacts(
+                    d.device.spec.uid,
+                    d.device.spec.kind.value,
+                    d.online,
+                    d.last_seen_at,
+                    d.battery,
+                    d.door_open,
+                    d.door_changed_at,
+                    faulty=sensors.faulty(d.device.spec.uid),
                 )
-                continue
-            self._faulty.discard(change.device_uid)
-            self._dirty_door.add(change.person_id)
-            if any(self.sensors.faulty(d.device.spec.uid) for d in person.devices):
-                continue
-            alert = person.open.get(AlertType.SENSOR_FAULT)
-            if alert is not None:
-                self._close(person, alert, AlertStatus.RESOLVED)
-
-    # -- timers -------------------------------------------------------------------------
-
-    def _push(self, when: datetime, kind: str, key: object, version: int = 0) -> None:
-        self._sequence += 1
-        heapq.heappush(self._timers, (when, self._sequence, kind, key, version))
-
-    def _arm_device(self, state: _DeviceState) -> None:
-        person = self.persons[state.device.person_id]
-        last = state.last_seen_at or person.created_at
-        rules = person.rules
-        wait = rules.offline_grace if state.online is False else rules.device_silence
-        state.timer_armed = True
-        self._push(last + wait, "device", state.device.spec.uid)
+                for d in person.devices
+            ),
+            open_alerts=self._open_alerts(person),
+            last_closed=person.last_closed,
+            away_until=away_until,
+            next_away_start=next_away,
+            returned_at=returned,
+            routine=person.routine,
+        )
 
     # -- the tick -----------------------------------------------------------------------
+
+    def _push(self, when: datetime, key: int | ReplayAlert, version: int = 0) -> None:
+        self._sequence += 1
+        heapq.heappush(self._timers, (when, self._sequence, key, version))
 
     def _tick(self) -> None:
         now = self.now
         if self._faulty:
             self.sensors.sweep(now)
             self._apply_faults()
-        quiet: set[int] = set()
+        due: set[int] = set()
         while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key, version = heapq.heappop(self._timers)
-            if kind == "resolve":
-                assert isinstance(key, ReplayAlert)
-                self._close(self.persons[key.person_id], key, AlertStatus.RESOLVED)
-            elif kind == "device":
-                assert isinstance(key, str)
-                state = self.devices[key]
-                state.timer_armed = False
-                self._dirty_health.add(state.device.person_id)
-            elif kind == "door":
-                assert isinstance(key, int)
-                self._dirty_door.add(key)
-            else:
-                assert isinstance(key, int)
-                if version == self.persons[key].version:
-                    quiet.add(key)
-        dirty, self._dirty = self._dirty, set()
-        for pid in sorted(dirty | quiet):
-            self._inactivity(self.persons[pid], recompute=pid in dirty)
-        doors, self._dirty_door = self._dirty_door, set()
-        for pid in sorted(doors):
-            self._door(self.persons[pid])
-        health, self._dirty_health = self._dirty_health, set()
-        for pid in sorted(health):
-            self._health(self.persons[pid])
-
-    def _inactivity(self, person: _PersonState, *, recompute: bool) -> None:
-        now = self.now
-        pid = person.person.id
-        if not any(
-            d.device.spec.kind in _ACTIVITY_KINDS
-            and d.last_seen_at is not None
-            and d.device.spec.uid not in person.rules.inactivity.ignore_devices
-            for d in person.devices
-        ):
-            return  # no sensor installed yet that could show somebody moving
-        alert = person.open.get(AlertType.INACTIVITY)
-        if alert is not None:
-            resumed = person.last_activity is not None and person.last_activity >= alert.raised_at
-            # As the gateway: withdrawn while nobody has taken it.
-            if resumed and alert.status is AlertStatus.OPEN:
-                self._close(person, alert, AlertStatus.CANCELLED)
-            return
-        away_until = self._away_until(pid, now)
-        if away_until is not None:
-            person.due = None  # counted again from the return
-            self._schedule(person, away_until)
-            return
-        if AlertType.SOS in person.open or AlertType.FALL in person.open:
-            if person.routine is not None:
-                person.routine.exclude(now, now)  # as the gateway: not a routine to learn
-            return  # re-examined when the emergency closes (the person becomes dirty)
-        if recompute or person.due is None:
-            facts = QuietFacts(
-                person.last_activity,
-                person.created_at,
-                self._returned(pid, now),
-                person.last_closed,
-            )
-            person.due = inactivity_due(
-                facts, person.rules.inactivity, self.tz, routine=person.routine
-            )
-        due = person.due
-        if now >= due.at:
-            self._raise(
-                AlertTrigger(
-                    type=AlertType.INACTIVITY,
-                    person_id=pid,
-                    at=now,
-                    detail=inactivity_detail(due, now, self.tz),
-                )
-            )
-            if person.routine is not None:
-                person.routine.censor(now)
-        else:
-            self._schedule(person, due.at)
-
-    def _schedule(self, person: _PersonState, when: datetime) -> None:
-        person.version += 1
-        self._push(when, "inactivity", person.person.id, person.version)
-
-    def _away_until(self, pid: int, now: datetime) -> datetime | None:
-        for starts, ends in self._away.get(pid, ()):
-            if starts <= now < ends:
-                return ends
-        return None
-
-    def _returned(self, pid: int, now: datetime) -> datetime | None:
-        ended = [e for s, e in self._away.get(pid, ()) if s <= now and e <= now and e > s]
-        return max(ended) if ended else None
-
-    def _door(self, person: _PersonState) -> None:
-        open_door = next(
-            (
-                d
-                for d in person.devices
-                if d.door_open
-                and d.door_changed_at is not None
-                and not self.sensors.faulty(d.device.spec.uid)
-            ),
-            None,
-        )
-        alert = person.open.get(AlertType.DOOR_OPEN_NIGHT)
-        if alert is not None:
-            if open_door is None and alert.status is AlertStatus.OPEN:
-                self._close(person, alert, AlertStatus.CANCELLED)
-            return
-        if open_door is None or open_door.door_changed_at is None:
-            return
-        if person.last_door_closed is not None and person.last_door_closed >= (
-            open_door.door_changed_at
-        ):
-            return
-        due = door_open_deadline(open_door.door_changed_at, person.rules.door_open_night, self.tz)
-        if due is not None and self.now >= due:
-            self._raise(
-                AlertTrigger(
-                    type=AlertType.DOOR_OPEN_NIGHT,
-                    person_id=person.person.id,
-                    at=self.now,
-                    device_uid=open_door.device.spec.uid,
-                    detail={
-                        "time": open_door.door_changed_at.astimezone(self.tz).strftime("%H:%M")
-                    },
-                )
-            )
-
-    def _health(self, person: _PersonState) -> None:
-        now = self.now
-        rules = person.rules
-        offline: tuple[_DeviceState, datetime] | None = None
-        low: _DeviceState | None = None
-        recovered: bool | None = None
-        for device in person.devices:
-            since = offline_since(
-                now,
-                rules,
-                online=device.online,
-                last_seen_at=device.last_seen_at,
-                registered_at=person.created_at,
-            )
-            if since is not None and offline is None:
-                offline = (device, since)
-            if device.battery is not None:
-                if device.battery < rules.battery_low and low is None:
-                    low = device
-                if device.battery < rules.battery_low + rules.battery_hysteresis:
-                    recovered = False
-                elif recovered is None:
-                    recovered = True
-        open_offline = person.open.get(AlertType.DEVICE_OFFLINE)
-        if open_offline is not None and offline is None:
-            self._close(person, open_offline, AlertStatus.RESOLVED)
-        elif open_offline is None and offline is not None:
-            device, since = offline
-            self._raise(
-                AlertTrigger(
-                    type=AlertType.DEVICE_OFFLINE,
-                    person_id=person.person.id,
-                    at=now,
-                    device_uid=device.device.spec.uid,
-                    detail={
-                        "device_label": DEVICE_LABELS.get(device.device.spec.kind.value, "设备"),
-                        "since": since.astimezone(self.tz).strftime("%m月%d日%H:%M"),
-                    },
-                )
-            )
-        open_low = person.open.get(AlertType.BATTERY_LOW)
-        if open_low is not None and recovered:
-            self._close(person, open_low, AlertStatus.RESOLVED)
-        elif open_low is None and low is not None:
-            self._raise(
-                AlertTrigger(
-                    type=AlertType.BATTERY_LOW,
-                    person_id=person.person.id,
-                    at=now,
-                    device_uid=low.device.spec.uid,
-                    detail={"battery": str(low.battery)},
-                )
-            )
+            _, _, key, version = heapq.heappop(self._timers)
+            if isinstance(key, ReplayAlert):
+                self._close(key, AlertStatus.RESOLVED)  # the helper's visit
+            elif version == self.persons[key].version:
+                due.add(key)
+        persons, self._dirty = sorted(due | self._dirty), set()
+        homes = [self._home(self.persons[pid], now) for pid in persons]
+        checks: list[list[datetime]] = [[] for _ in homes]
+        # One snapshot per home for all the rules, each rule's verdicts applied in turn,
+        # as the gateway's runner does.
+        for rule in self.time_rules:
+            for home, home_checks in zip(homes, checks, strict=True):
+                verdict = rule.decide(home, now)
+                self._apply(verdict.decisions)
+                if verdict.next_check is not None:
+                    home_checks.append(verdict.next_check)
+        for pid, home_checks in zip(persons, checks, strict=True):
+            person = self.persons[pid]
+            person.version += 1
+            if home_checks:
+                self._push(min(home_checks), pid, person.version)
 
 
 def _ceil_minute(moment: datetime) -> datetime:
