@@ -30,7 +30,7 @@ import heapq
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from alerts.types import AlertGroup, AlertStatus, AlertType
@@ -46,6 +46,7 @@ from gateway.rules.decisions import (
     Raise,
     Resolve,
     ResolveAllOpen,
+    Verdict,
     Withdraw,
 )
 from gateway.rules.device_health import DeviceHealthRule
@@ -63,6 +64,10 @@ __all__ = ["ReplayAlert", "Replayer"]
 _TICK = timedelta(minutes=1)
 _NEEDS_A_PERSON = (AlertGroup.EMERGENCY, AlertGroup.WELLBEING)
 _DEBOUNCED = (AlertType.SOS, AlertType.FALL)
+
+
+class _TimeRule(Protocol):
+    def decide(self, home: HomeFacts, now: datetime) -> Verdict: ...
 
 
 # -- outputs ------------------------------------------------------------------------------
@@ -127,6 +132,8 @@ class _PersonState:
     routine: RoutineModel | None = None
     #: Version of the person's next check in the heap (older entries are stale).
     version: int = 0
+    #: Each time-based rule's last ``next_check`` for the person.
+    checks: list[datetime | None] = field(default_factory=lambda: [None, None, None])
     open: dict[AlertType, ReplayAlert] = field(default_factory=dict)
     last_emergency: dict[AlertType, ReplayAlert] = field(default_factory=dict)
     last_closed: dict[AlertType, datetime] = field(default_factory=dict)
@@ -156,7 +163,11 @@ class Replayer:
         self.check_in = CheckInRule()
         self.sensor_faults = SensorFaultRule()
         #: The time-based rules, in the order the gateway applies their verdicts.
-        self.time_rules = (InactivityRule(tz), NightDoorRule(tz), DeviceHealthRule())
+        self.time_rules: tuple[_TimeRule, ...] = (
+            InactivityRule(tz),
+            NightDoorRule(tz),
+            DeviceHealthRule(),
+        )
         merged: dict[str, RulesConfig] = {}
         self.persons: dict[int, _PersonState] = {}
         for pid, person in register.persons.items():
@@ -184,8 +195,10 @@ class Replayer:
         #: (when, sequence, key, version): persons' next checks and alerts' helper visits.
         self._timers: list[tuple[datetime, int, int | ReplayAlert, int]] = []
         self._sequence = 0
-        #: Persons whose facts changed since the last tick.
+        #: Persons whose facts changed since the last tick: for every rule, and (a sign of
+        #: life, a door, a device's health) for the one rule that reads that fact alone.
         self._dirty: set[int] = set(self.persons)
+        self._dirty_for: tuple[set[int], set[int], set[int]] = (set(), set(), set())
         self._faulty: set[str] = set()
 
     # -- feeding ----------------------------------------------------------------------
@@ -200,14 +213,17 @@ class Replayer:
         if event.retained and event.kind is not EventKind.AVAILABILITY:
             return  # current state replayed by the broker, not news
         pid = person.person.id
+        moved, door, health = self._dirty_for
+        if state.last_seen_at is None:
+            self._dirty.add(pid)  # a sensor installed: the home may now be watched
         state.last_seen_at = max(at, state.last_seen_at or at)
         online = bool(event.state) if event.kind is EventKind.AVAILABILITY else True
         if online != state.online or AlertType.DEVICE_OFFLINE in person.open:
-            self._dirty.add(pid)
+            health.add(pid)
         state.online = online
         if event.battery is not None and event.battery != state.battery:
             state.battery = event.battery
-            self._dirty.add(pid)
+            health.add(pid)
         door_changed = False
         if event.kind is EventKind.DOOR and event.state is not None:
             # As ingest: zigbee2mqtt repeats `contact` in every report; only a change counts.
@@ -215,7 +231,7 @@ class Replayer:
             if door_changed:
                 state.door_open = event.state
                 state.door_changed_at = min(event.occurred_at, event.received_at)
-                self._dirty.add(pid)
+                door.add(pid)
         routine = person.routine
         if routine is not None and event.kind.is_emergency:
             # As the runner's judge: a day with an SOS or a fall teaches nothing.
@@ -224,7 +240,7 @@ class Replayer:
             moment = min(event.occurred_at, event.received_at)
             if person.last_activity is None or moment > person.last_activity:
                 person.last_activity = moment
-                self._dirty.add(pid)
+                moved.add(pid)
             if routine is not None:
                 routine.observe(moment, left_home=event.kind is EventKind.DOOR)
         self._apply(self.emergency.decide(event, pid))
@@ -340,7 +356,6 @@ class Replayer:
                 away_until = ends if away_until is None else max(away_until, ends)
             elif ends > starts:
                 returned = ends if returned is None else max(returned, ends)
-        sensors = self.sensors
         return HomeFacts(
             person_id=person.person.id,
             created_at=person.created_at,
@@ -355,7 +370,7 @@ class Replayer:
                     d.battery,
                     d.door_open,
                     d.door_changed_at,
-                    faulty=sensors.faulty(d.device.spec.uid),
+                    faulty=self.sensors.faulty(d.device.spec.uid),
                 )
                 for d in person.devices
             ),
@@ -385,22 +400,27 @@ class Replayer:
                 self._close(key, AlertStatus.RESOLVED)  # the helper's visit
             elif version == self.persons[key].version:
                 due.add(key)
-        persons, self._dirty = sorted(due | self._dirty), set()
+        every = due | self._dirty
+        only = self._dirty_for
+        persons = sorted(every.union(*only))
+        self._dirty, self._dirty_for = set(), (set(), set(), set())
         homes = [self._home(self.persons[pid], now) for pid in persons]
-        checks: list[list[datetime]] = [[] for _ in homes]
         # One snapshot per home for all the rules, each rule's verdicts applied in turn,
-        # as the gateway's runner does.
-        for rule in self.time_rules:
-            for home, home_checks in zip(homes, checks, strict=True):
-                verdict = rule.decide(home, now)
-                self._apply(verdict.decisions)
-                if verdict.next_check is not None:
-                    home_checks.append(verdict.next_check)
-        for pid, home_checks in zip(persons, checks, strict=True):
+        # as the gateway's runner does; a rule none of whose facts changed (and whose
+        # next check has not come) would decide the same again, and is skipped.
+        for index, rule in enumerate(self.time_rules):
+            for home in homes:
+                pid = home.person_id
+                if pid in every or pid in only[index]:
+                    verdict = rule.decide(home, now)
+                    self._apply(verdict.decisions)
+                    self.persons[pid].checks[index] = verdict.next_check
+        for pid in persons:
             person = self.persons[pid]
             person.version += 1
-            if home_checks:
-                self._push(min(home_checks), pid, person.version)
+            checks = [c for c in person.checks if c is not None]
+            if checks:
+                self._push(min(checks), pid, person.version)
 
 
 def _ceil_minute(moment: datetime) -> datetime:
