@@ -120,6 +120,24 @@ class _DeviceState:
     battery: int | None = None
     door_open: bool | None = None
     door_changed_at: datetime | None = None
+    #: What the rules were last told of it; dropped when it reports or its fault changes
+    #: (its sensor-health verdict changes only then).
+    facts: DeviceFacts | None = None
+
+    def told(self, sensors: SensorHealth) -> DeviceFacts:
+        if self.facts is None:
+            spec = self.device.spec
+            self.facts = DeviceFacts(
+                spec.uid,
+                spec.kind.value,
+                self.online,
+                self.last_seen_at,
+                self.battery,
+                self.door_open,
+                self.door_changed_at,
+                faulty=sensors.faulty(spec.uid),
+            )
+        return self.facts
 
 
 @dataclass(slots=True)
@@ -214,6 +232,7 @@ class Replayer:
             return  # current state replayed by the broker, not news
         pid = person.person.id
         moved, door, health = self._dirty_for
+        state.facts = None
         if state.last_seen_at is None:
             self._dirty.add(pid)  # a sensor installed: the home may now be watched
         state.last_seen_at = max(at, state.last_seen_at or at)
@@ -335,6 +354,9 @@ class Replayer:
             else:
                 self._faulty.discard(change.device_uid)
             self._dirty.add(change.person_id)
+            device = self.devices.get(change.device_uid)
+            if device is not None:
+                device.facts = None
         if changes:
             self._apply(self.sensor_faults.decide(changes, self._has_fault))
 
@@ -361,19 +383,7 @@ class Replayer:
             created_at=person.created_at,
             rules=person.rules,
             last_activity=person.last_activity,
-            devices=tuple(
-                DeviceFacts(
-                    d.device.spec.uid,
-                    d.device.spec.kind.value,
-                    d.online,
-                    d.last_seen_at,
-                    d.battery,
-                    d.door_open,
-                    d.door_changed_at,
-                    faulty=self.sensors.faulty(d.device.spec.uid),
-                )
-                for d in person.devices
-            ),
+            devices=tuple(d.told(self.sensors) for d in person.devices),
             open_alerts=self._open_alerts(person),
             last_closed=person.last_closed,
             away_until=away_until,
