@@ -307,7 +307,7 @@ class MqttIngest:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, consume and reconnect (capped exponential backoff) until ``stop`` is set."""
-        await self.registry.load(self.db)
+        await self.registry.load(self.db, fresh_for=self.registry_refresh / 2)
         backoff = 1.0
         while not stop.is_set():
             client = self._make_client()
@@ -370,7 +370,7 @@ class MqttIngest:
                 try:
                     # The register may be shared with another session that reloaded it
                     # first: compare subscriptions, not whether this load changed anything.
-                    await self.registry.load(self.db)
+                    await self.registry.load(self.db, fresh_for=self.registry_refresh / 2)
                     await self._subscribe_new(client)
                 except aiomqtt.MqttError:
                     raise

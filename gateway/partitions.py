@@ -197,7 +197,8 @@ class PartitionRegistry(DeviceRegistry):
                 filters.extend(topics)
         return filters
 
-    async def load(self, db: Database) -> bool:
+    async def load(self, db: Database, *, fresh_for: float = 0.0) -> bool:
+        # The loader shares one load among every partition, with its own freshness.
         rows = await self.loader.rows()
         if rows is self._source:
             return False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -65,6 +68,8 @@ class DeviceRegistry:
     def __init__(self) -> None:
         self._routes: dict[str, Route] = {}
         self._rows: list[tuple[DeviceSpec, int, int]] = []
+        self._loaded_at = -math.inf
+        self._loading = asyncio.Lock()
 
     def lookup(self, topic: str) -> Route | None:
         return self._routes.get(topic)
@@ -97,9 +102,18 @@ class DeviceRegistry:
         self._routes = routes
         self._rows = rows
 
-    async def load(self, db: Database) -> bool:
-        """Reload from the database; True when anything changed."""
-        rows = await load_rows(db)
-        changed = rows != self._rows
-        self.replace(rows)
-        return changed
+    async def load(self, db: Database, *, fresh_for: float = 0.0) -> bool:
+        """Reload from the database; True when anything changed.
+
+        Sessions sharing this register (the routine session and the emergency lane) each
+        refresh it: a load younger than ``fresh_for`` seconds serves them all, rather than
+        reading every device row once per session (seconds of CPU at a county's size).
+        """
+        async with self._loading:
+            if time.monotonic() - self._loaded_at < fresh_for:
+                return False
+            rows = await load_rows(db)
+            self._loaded_at = time.monotonic()
+            changed = rows != self._rows
+            self.replace(rows)
+            return changed
