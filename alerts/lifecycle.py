@@ -194,9 +194,7 @@ class Lifecycle:
         move = transition(AlertAction.ACKNOWLEDGE)
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
-            alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
-            if alert is None:
-                raise LookupError(f"no alert {alert_id}")
+            alert = await _existing(session, alert_id, with_person=True)
             if not move.allows(alert.status):
                 return AckResult(alert.id, alert.code, alert.acknowledged_by or "", True)
             result = await session.execute(
@@ -256,9 +254,7 @@ class Lifecycle:
         move = transition(AlertAction.RESOLVE)
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
-            alert = await session.get(Alert, alert_id, options=[selectinload(Alert.person)])
-            if alert is None:
-                raise LookupError(f"no alert {alert_id}")
+            alert = await _existing(session, alert_id, with_person=True)
             if not move.allows(alert.status):
                 return alert  # already closed: resolving twice is harmless
             if alert.acknowledged_at is None:
@@ -315,9 +311,7 @@ class Lifecycle:
         move = transition(AlertAction.REOPEN)
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
-            alert = await session.get(Alert, alert_id)
-            if alert is None:
-                raise LookupError(f"no alert {alert_id}")
+            alert = await _existing(session, alert_id)
             if not move.allows(alert.status):
                 raise AlertStateError(f"alert {alert.code} is {alert.status}, not closed")
             other = await self._active_alert(session, alert.person_id, AlertType(alert.type))
@@ -387,9 +381,7 @@ class Lifecycle:
             raise ValueError("to: the person taking the alert over must be named")
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
-            alert = await session.get(Alert, alert_id)
-            if alert is None:
-                raise LookupError(f"no alert {alert_id}")
+            alert = await _existing(session, alert_id)
             if not move.allows(alert.status):
                 raise AlertStateError(
                     f"alert {alert.code} is {alert.status}: only an acknowledged alert "
@@ -413,6 +405,19 @@ class Lifecycle:
             )
         log.info("alert %s handed over by %s: %s -> %s", alert.code, by, previous, to)
         return alert
+
+
+async def _existing(session: AsyncSession, alert_id: int, *, with_person: bool = False) -> Alert:
+    """The alert ``alert_id``, to change in this session (with its person, to tell them).
+
+    Raises:
+        LookupError: There is no such alert.
+    """
+    options = [selectinload(Alert.person)] if with_person else []
+    alert = await session.get(Alert, alert_id, options=options)
+    if alert is None:
+        raise LookupError(f"no alert {alert_id}")
+    return alert
 
 
 def _audit(
