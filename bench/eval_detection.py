@@ -107,6 +107,12 @@ def rule_sets(variants: Sequence[str] = ()) -> list[tuple[str, RulesConfig]]:
     return sets
 
 
+def fall_day(index: int, seed: int, days: int, scored_from: int) -> date:
+    """The day household ``index`` falls: in the scored period, at least a day before its
+    end, so that the fall can be found."""
+    return FIRST_DAY + timedelta(days=scored_from + (seed + index * 7) % (days - scored_from - 1))
+
+
 def simulate(
     households: Sequence[Household],
     register: ReplayRegister,
@@ -122,11 +128,9 @@ def simulate(
     away: dict[str, list[Any]] = {}
     messages = 0
     for index, household in enumerate(households):
-        # The fall comes at least a day before the end, so that it can be found.
-        fall_day = FIRST_DAY + timedelta(
-            days=scored_from + (seed + index * 7) % (days - scored_from - 1)
+        lived = untidy_days(
+            household, FIRST_DAY, days, fall_on=fall_day(index, seed, days, scored_from)
         )
-        lived = untidy_days(household, FIRST_DAY, days, fall_on=fall_day)
         falls.extend(lived.falls)
         away[household.key] = lived.away
         by_uid = {d.uid: d for d in household.devices}

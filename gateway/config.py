@@ -147,10 +147,14 @@ class LearnedRoutine(_Strict):
     quantile: float = Field(default=0.95, gt=0.5, le=1)
     #: ...times this factor plus ``margin``.
     factor: float = Field(default=1.25, ge=1, le=4)
-    margin: Duration = timedelta(minutes=90)
+    margin: Duration = timedelta(minutes=110)
     #: Out of the front door with no movement indoors since: the house is taken as empty,
     #: and the alert waits this long for somebody to come back through the door.
     out_max: Duration = timedelta(hours=24)
+    #: Learn silences also per motion sensor that saw the last movement and by the pace
+    #: before it (busy or still): a silence after pottering in the kitchen is judged
+    #: apart from one after sitting down in front of the TV or lying down in the bedroom.
+    by_sensor: bool = True
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> LearnedRoutine:

@@ -261,7 +261,9 @@ class Replayer:
                 person.last_activity = moment
                 moved.add(pid)
             if routine is not None:
-                routine.observe(moment, left_home=event.kind is EventKind.DOOR)
+                routine.observe(
+                    moment, left_home=event.kind is EventKind.DOOR, where=event.device_uid
+                )
         self._apply(self.emergency.decide(event, pid))
         if self.check_in.applies(event):
             self._apply(self.check_in.decide(event, self._open_alerts(person).values()))

@@ -14,6 +14,13 @@ the last ``history`` days, widened by ``factor`` and ``margin``, smoothed with t
 neighbouring hours, and bounded by ``min_quiet`` and ``max_quiet``; where the home's history
 has too few silences of that kind and hour, the fixed windows decide.
 
+The sensor and the pace. Where the gateway knows which motion sensor saw the last movement,
+silences indoors are also learned per that sensor and per the pace before it (busy: at
+least three movements within the hour; calm otherwise), and judged by those first: a
+silence after pottering in the kitchen is not judged by the two hours the resident sits in
+front of the TV at the same hour, nor by the nap that starts with the bedroom's sensor.
+Where that context has too few days at that hour, the silences indoors of the hour decide.
+
 The door. A passage through the front door (open and shut within :data:`_PASSAGE`) after
 movement indoors is somebody going out; the next passage with no movement between is
 somebody coming back in. While the house is taken to be empty (out, no movement since) a
@@ -55,6 +62,7 @@ Pure: fed signs of life in time order; no storage, no clock of its own.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -80,6 +88,10 @@ _OUT_POOL = 2
 _MIN_VALUES = 3
 #: Door changes this close together are one passage through the door (opened, then shut).
 _PASSAGE = timedelta(minutes=5)
+#: Busy: at least this many signs of life indoors within :data:`_BUSY_WINDOW` up to the
+#: last one (pottering about the kitchen), as against sitting still (TV, a nap).
+_BUSY_MOVES = 3
+_BUSY_WINDOW = timedelta(minutes=60)
 
 
 @dataclass(slots=True)
@@ -133,16 +145,21 @@ class RoutineModel:
         self._censor_at: datetime | None = None
         self._away: list[tuple[datetime, datetime]] = []
         self._tables: dict[date, _Table] = {}
+        #: The sensor-and-pace context of the silence that began at ``last_at`` (None:
+        #: not known, or out of the door).
+        self._context: str | None = None
+        self._recent: deque[datetime] = deque()
 
     # -- learning -----------------------------------------------------------------------
 
-    def observe(self, at: datetime, *, left_home: bool) -> None:
+    def observe(self, at: datetime, *, left_home: bool, where: str | None = None) -> None:
         """A sign of life at ``at``; ``left_home``: it was the front door.
 
         A door is a passage one way or the other: the first passage after movement indoors
         is somebody going out, the next one (with no movement between) somebody coming
         back in. Door changes within :data:`_PASSAGE` of each other are one passage (open,
-        then shut behind).
+        then shut behind). ``where``: the device that saw it, when known; silences are
+        learned per sensor and pace as well (see :meth:`deadline`).
         """
         last = self.last_at
         if last is not None and at < last:
@@ -150,7 +167,7 @@ class RoutineModel:
         if last is not None and at > last:
             end = at if self._censor_at is None else min(at, self._censor_at)
             if not self._in_away(last, at):
-                self._record(last, end, out=self.last_out)
+                self._record(last, end, out=self.last_out, context=self._context)
         if left_home:
             same_passage = self._last_door is not None and at - self._last_door <= _PASSAGE
             if not same_passage:
@@ -163,6 +180,15 @@ class RoutineModel:
             self._last_door = None
         self.last_at = at
         self._censor_at = None
+        self._context = None
+        if not left_home:
+            recent = self._recent
+            recent.append(at)
+            while recent and at - recent[0] > _BUSY_WINDOW:
+                recent.popleft()
+            if where is not None and self.rule.by_sensor:
+                pace = "busy" if len(recent) >= _BUSY_MOVES else "calm"
+                self._context = f"{where}/{pace}"
 
     def censor(self, at: datetime) -> None:
         """An inactivity alert was raised at ``at``: learn the current silence only up to it."""
@@ -186,7 +212,7 @@ class RoutineModel:
     def _in_away(self, start: datetime, end: datetime) -> bool:
         return any(a < end and start < b for a, b in self._away)
 
-    def _record(self, start: datetime, end: datetime, *, out: bool) -> None:
+    def _record(self, start: datetime, end: datetime, *, out: bool, context: str | None) -> None:
         local = start.astimezone(self.tz)
         minutes = (end - start).total_seconds() / 60
         woke = end.astimezone(self.tz)
@@ -203,10 +229,13 @@ class RoutineModel:
             self._invalidate(evening)
             return
         day = self._day(local.date())
-        for context in (_ANY, _OUT if out else _INSIDE):
-            values = day.slots.get(context)
+        contexts = [_ANY, _OUT if out else _INSIDE]
+        if context is not None and not out:
+            contexts.append(context)
+        for key in contexts:
+            values = day.slots.get(key)
             if values is None:
-                values = day.slots[context] = [None] * _SLOTS
+                values = day.slots[key] = [None] * _SLOTS
             current = values[local.hour]
             if current is None or minutes > current:
                 values[local.hour] = minutes
@@ -257,7 +286,9 @@ class RoutineModel:
             usual_by = baseline + timedelta(minutes=usual or 0.0)
             return LearnedDeadline(baseline + self.rule.out_max * factor, usual_by)
         # Counting from a return from a marked absence, or the start: any silence.
-        chain = (_INSIDE, _ANY) if continues else (_ANY,)
+        chain: tuple[str, ...] = (_ANY,)
+        if continues:
+            chain = (_INSIDE, _ANY) if self._context is None else (self._context, _INSIDE, _ANY)
         threshold = _pick(table.threshold, chain, local.hour)
         usual = _pick(table.usual, chain, local.hour)
         night = local.hour in _NIGHT_START and table.wake is not None

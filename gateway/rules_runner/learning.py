@@ -57,5 +57,5 @@ async def learn_history(
         pending = censors.get(owner)
         while pending and pending[0] <= at:
             model.censor(pending.pop(0))
-        model.observe(at, left_home=event.kind is EventKind.DOOR)
+        model.observe(at, left_home=event.kind is EventKind.DOOR, where=uid)
     return models

@@ -214,6 +214,7 @@ class RulesRunner:
             model.observe(
                 min(event.occurred_at, event.received_at),
                 left_home=event.kind is EventKind.DOOR,
+                where=event.device_uid,
             )
         return alive
 

@@ -60,9 +60,47 @@ def test_a_silence_indoors_by_day_alerts_far_sooner_than_four_hours() -> None:
     model.observe(local(11, 10), left_home=False)
     learned = model.deadline(local(11, 10))
     assert learned is not None
-    # Half-hour gaps, widened by factor 1.25 and a 90 min margin.
-    assert learned.at == local(11, 10) + timedelta(minutes=30 * 1.25 + 90)
+    # Half-hour gaps, widened by factor 1.25 and the margin.
+    assert learned.at == local(11, 10) + timedelta(minutes=30 * 1.25) + RULE.margin
     assert learned.usual_by == local(11, 10, 30)
+
+
+def sensor_day(model: RoutineModel, day: int) -> None:
+    """Pottering in the kitchen every quarter hour, except for two hours in front of the TV
+    in the living room from 10:30."""
+    moment = local(day, 6)
+    while moment <= local(day, 21):
+        if local(day, 10, 30) < moment < local(day, 12, 30):
+            moment += timedelta(minutes=15)
+            continue
+        sensor = "living-pir" if moment == local(day, 10, 30) else "kitchen-pir"
+        model.observe(moment, left_home=False, where=sensor)
+        moment += timedelta(minutes=15)
+
+
+def test_a_silence_is_judged_by_the_sensor_that_saw_the_last_movement() -> None:
+    by_sensor = RoutineModel(TZ, RULE)
+    pooled = RoutineModel(TZ, LearnedRoutine(enabled=True, by_sensor=False))
+    for model in (by_sensor, pooled):
+        for day in range(1, 11):
+            sensor_day(model, day)
+        for minute in range(0, 61, 15):  # pottering in the kitchen since nine
+            model.observe(
+                local(11, 9) + timedelta(minutes=minute), left_home=False, where="kitchen-pir"
+            )
+    # After pottering in the kitchen: its quarter-hour gaps, not the TV's two hours that
+    # also begin in the ten o'clock hour.
+    kitchen = by_sensor.deadline(local(11, 10))
+    assert kitchen is not None
+    assert kitchen.at == local(11, 10) + timedelta(minutes=15 * 1.25) + RULE.margin
+    together = pooled.deadline(local(11, 10))
+    assert together is not None
+    assert together.at == local(11, 10) + timedelta(minutes=120 * 1.25) + RULE.margin
+    # Sat down in the living room: the TV's two hours.
+    by_sensor.observe(local(11, 10, 30), left_home=False, where="living-pir")
+    living = by_sensor.deadline(local(11, 10, 30))
+    assert living is not None
+    assert living.at == local(11, 10, 30) + timedelta(minutes=120 * 1.25) + RULE.margin
 
 
 def test_out_of_the_door_with_no_movement_since_waits_for_the_door() -> None:
@@ -84,7 +122,7 @@ def test_the_next_passage_through_the_door_is_somebody_coming_back_in() -> None:
     learned = model.deadline(local(11, 16))
     assert learned is not None
     # Judged as a silence indoors (fallen in the doorway), not as an outing.
-    assert learned.at == local(11, 16) + timedelta(minutes=30 * 1.25 + 90)
+    assert learned.at == local(11, 16) + timedelta(minutes=30 * 1.25) + RULE.margin
 
 
 def test_a_silence_after_a_closed_alert_is_judged_as_the_one_it_continues() -> None:
@@ -96,7 +134,7 @@ def test_a_silence_after_a_closed_alert_is_judged_as_the_one_it_continues() -> N
     model.observe(local(12, 17), left_home=False)
     indoors = model.deadline(local(12, 18), checked=True)
     assert indoors is not None
-    assert indoors.at == local(12, 18) + timedelta(minutes=30 * 1.25 + 90)
+    assert indoors.at == local(12, 18) + timedelta(minutes=30 * 1.25) + RULE.margin
 
 
 def test_the_night_is_judged_by_the_usual_wake_up() -> None:
@@ -113,7 +151,7 @@ def test_an_evening_silence_long_before_the_usual_bedtime_is_not_the_night() -> 
     model.observe(local(11, 17), left_home=False)  # a fall after an early supper
     learned = model.deadline(local(11, 17))
     assert learned is not None
-    assert learned.at == local(11, 17) + timedelta(minutes=30 * 1.25 + 90)
+    assert learned.at == local(11, 17) + timedelta(minutes=30 * 1.25) + RULE.margin
 
 
 def test_max_quiet_bounds_whatever_the_history_says() -> None:
