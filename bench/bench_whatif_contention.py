@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
@@ -193,6 +193,8 @@ async def measure(
             mqtt_url=f"mqtt://127.0.0.1:{port}",
             api_port=api_port,
             public_url=f"http://127.0.0.1:{api_port}",
+            # The report must finish to be measured, whatever else loads the shared box.
+            whatif_timeout=timedelta(minutes=30),
         )
         await migrate(database_url)
         gateway = Gateway(settings, "l" * 32)
