@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -58,6 +59,8 @@ __all__ = [
     "rules_as_data",
     "run_what_if",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The longest period one what-if replays (a month and a bit).
 MAX_DAYS = 35
@@ -295,6 +298,9 @@ class WhatIfRunner:
                 time_limit.total_seconds(),
             )
         except TimeoutError:
+            log.warning(
+                "what-if child %s stopped after %s without a result", process.pid, time_limit
+            )
             raise WhatIfTimeoutError(time_limit) from None
         finally:
             if process.returncode is None:
@@ -304,6 +310,8 @@ class WhatIfRunner:
             process.stdin.close()
             self.pid = None
         if code != 0:
+            # The page tells the officer to have the operator look here.
+            log.error("what-if child failed (exit %s):\n%s", code, err.decode(errors="replace"))
             lines = err.decode(errors="replace").strip().splitlines()
             raise WhatIfFailedError(lines[-1] if lines else f"the what-if child exited {code}")
         try:

@@ -283,7 +283,7 @@ async def test_a_runaway_child_is_stopped_at_the_timeout_with_a_clear_error(
 
 
 async def test_a_failing_child_is_an_error_naming_what_it_said(
-    db: Database, tmp_path: Path
+    db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     script = "import sys; sys.stdin.readline(); sys.exit('replay: no such table events')"
     runner = WhatIfRunner([sys.executable, "-c", script])
@@ -296,6 +296,8 @@ async def test_a_failing_child_is_an_error_naming_what_it_said(
             GATEWAY_START,
             runner=runner,
         )
+    # Whole, for the operator the page sends the officer to.
+    assert "what-if child failed" in caplog.text and "no such table events" in caplog.text
 
 
 async def test_the_child_cannot_write_to_the_database(db: Database) -> None:
@@ -308,3 +310,19 @@ async def test_the_child_cannot_write_to_the_database(db: Database) -> None:
                 await session.execute(update(Person).values(name="改"))
     finally:
         await reader.dispose()
+
+
+async def test_the_real_child_reports_what_went_wrong_in_one_line(tmp_path: Path) -> None:
+    gone = Database(f"sqlite+aiosqlite:///{tmp_path}/no/such/folder/homewatch.db")
+    try:
+        with pytest.raises(WhatIfFailedError, match=r"^OperationalError: .*unable to open"):
+            await run_what_if(
+                gone,
+                load_settings().rules,
+                ZoneInfo("Asia/Shanghai"),
+                WhatIfChoice(days=1),
+                GATEWAY_START,
+                runner=WhatIfRunner(),
+            )
+    finally:
+        await gone.dispose()
