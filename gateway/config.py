@@ -436,6 +436,8 @@ class Settings(BaseSettings):
     #: silent device's deadline is noticed at most this late (SOS, falls and check-ins act
     #: at once, not at the tick).
     rules_tick: Duration = timedelta(seconds=5)
+    #: A console what-if (replay of the stored events) still running after this is stopped.
+    whatif_timeout: Duration = timedelta(minutes=5)
     escalation: EscalationConfig = EscalationConfig()
     #: Uploaded visit photos are kept under this directory.
     data_dir: Path = Path("homewatch-data")

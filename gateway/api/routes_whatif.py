@@ -1,6 +1,7 @@
 """``GET /api/v1/whatif`` (SPEC §12): the town's last weeks replayed under other thresholds,
 per home next to what was actually raised. Town admins only: it replays every home, and a
-month of a hundred homes costs about a minute of CPU."""
+month of a hundred homes costs about a minute of CPU (in a child process, one at a time:
+gateway.whatif)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from gateway.api.deps import AdminUser, Ctx
-from gateway.whatif import MAX_DAYS, WhatIfChoice, WhatIfResult, run_what_if
+from gateway.whatif import (
+    MAX_DAYS,
+    WhatIfBusyError,
+    WhatIfChoice,
+    WhatIfError,
+    WhatIfResult,
+    WhatIfTimeoutError,
+    run_what_if,
+)
 
 __all__ = ["choice_of", "router"]
 
@@ -84,9 +93,32 @@ async def what_if(
 ) -> WhatIfOut:
     """Replay the last ``days`` days of stored events with fixed quiet hours (``day_hours``,
     ``night_hours``; the configured ones where not given) or learned routines; nothing is
-    sent or stored."""
+    sent or stored.
+
+    One what-if runs at a time: asking again for the choice that is running waits for its
+    answer; asking for another while one runs is a 409 (``Retry-After``). One that runs
+    longer than ``whatif_timeout`` is stopped: 503."""
     del user  # admins only, by the dependency
     choice = choice_of(days, mode, day_hours, night_hours)
     settings = context.settings
-    result = await run_what_if(context.db, settings.rules, settings.tz, choice, context.clock.now())
+    try:
+        result = await run_what_if(
+            context.db,
+            settings.rules,
+            settings.tz,
+            choice,
+            context.clock.now(),
+            time_limit=settings.whatif_timeout,
+        )
+    except WhatIfError as error:
+        raise HTTPException(*refusal(error)) from error
     return result_out(result)
+
+
+def refusal(error: WhatIfError) -> tuple[int, str, dict[str, str] | None]:
+    """The status, detail and headers a what-if that gave no result is answered with."""
+    if isinstance(error, WhatIfBusyError):
+        return status.HTTP_409_CONFLICT, str(error), {"Retry-After": "60"}
+    if isinstance(error, WhatIfTimeoutError):
+        return status.HTTP_503_SERVICE_UNAVAILABLE, str(error), None
+    return status.HTTP_500_INTERNAL_SERVER_ERROR, f"the what-if failed: {error}", None

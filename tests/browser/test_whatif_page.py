@@ -41,4 +41,16 @@ async def test_an_officer_replays_the_last_days_with_learned_routines(
     small = await phone.new_page()
     await log_in(small, live_sqlite.public_url, "admin", "/whatif?run=true&days=3")
     await expect(small.locator('[data-testid="whatif-result"]')).to_be_visible(timeout=30_000)
+    # At 360 px each home is a card: nothing to scroll sideways, in the page or the table,
+    # and each figure is labelled with its alert type where it stands.
+    assert await small.evaluate("document.documentElement.scrollWidth") <= 360
+    wrap = small.locator(".table-wrap")
+    assert await wrap.evaluate("e => e.scrollWidth <= e.clientWidth")
+    row = small.locator('tbody tr[data-person="王奶奶"]')
+    assert await row.evaluate("e => getComputedStyle(e).display") == "grid"
+    would = row.locator('[data-would="inactivity"]')
+    label = await would.evaluate("e => getComputedStyle(e, '::before').content")
+    assert "长时间无活动" in label and "按所选阈值" in label
+    # The header rows are left to screen readers (a pixel, clipped).
+    assert await small.locator("thead").evaluate("e => e.getBoundingClientRect().height") <= 1
     await screenshot(small, "whatif")
