@@ -437,7 +437,7 @@ class Settings(BaseSettings):
     #: at once, not at the tick).
     rules_tick: Duration = timedelta(seconds=5)
     #: A console what-if (replay of the stored events) still running after this is stopped.
-    whatif_timeout: Duration = timedelta(minutes=5)
+    whatif_timeout: Duration = timedelta(minutes=15)
     escalation: EscalationConfig = EscalationConfig()
     #: Uploaded visit photos are kept under this directory.
     data_dir: Path = Path("homewatch-data")

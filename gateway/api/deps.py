@@ -105,6 +105,9 @@ async def get_current_user(
     except TokenError as error:
         raise unauthorized from error
     principal = await principal_of(session, username, version)
+    # End the read's transaction: a long request (a what-if runs for minutes) must not sit
+    # "idle in transaction" on a pooled connection; the session opens a new one if used.
+    await session.commit()
     if principal is None:
         raise unauthorized
     return principal
