@@ -58,3 +58,48 @@ async def test_a_home_that_is_never_quiet_for_long_is_checked_on_within_the_hour
     [alert] = await restarted.alerts(AlertType.INACTIVITY)
     assert alert.detail["since"] == "10:00"
     assert alert.detail["explanation"] == "通常 10:30 前有活动，现在 11:10 仍无活动"
+
+
+async def test_a_silence_after_pottering_is_not_judged_by_the_tv_hours_of_another_sensor(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kitchen and living-room PIRs: every morning pottering in the kitchen every quarter
+    hour, then two hours in front of the TV from 10:30. The live runner and the history
+    rebuild must both tell the gateway which sensor saw each movement."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    kitchen = f"      - {{uid: {P}-p0-kitchen, kind: motion, protocol: native, "
+    kitchen += f"topic: {P}/homewatch/{P}-p0-kitchen}}\n"
+    text = register_yaml(P, persons=1).replace("    devices:\n", "    devices:\n" + kitchen, 1)
+    await apply_provisioning(db, parse_provisioning(text), clock.now())
+    home = await _home(db, clock)
+
+    async def in_kitchen(where: Home) -> None:
+        await where.send(
+            f"{P}/homewatch/{P}-p0-kitchen/event",
+            {"type": "motion", "state": True, "id": f"k{clock.now().timestamp()}"},
+        )
+
+    for _day in range(3):  # from 08:00 local
+        for _ in range(10):  # the kitchen until 10:30
+            await in_kitchen(home)
+            clock.advance(timedelta(minutes=15))
+        await home.motion()  # the living room's PIR, then the TV
+        clock.advance(timedelta(hours=2))
+        for _ in range(30):  # the kitchen again until 20:00
+            await in_kitchen(home)
+            clock.advance(timedelta(minutes=15))
+        clock.advance(timedelta(hours=12))
+
+    restarted = await _home(db, clock)  # learns from the stored events
+    clock.advance(timedelta(hours=1))  # day 4, 09:00 local
+    for quarter in range(5):  # pottering in the kitchen until 10:00
+        clock.advance(timedelta(minutes=15 if quarter else 0))
+        await in_kitchen(restarted)
+    # The kitchen's quarter hours (x 1.25 + 30 min, raised to min_quiet): due at 11:00, not
+    # at 13:00 as the TV's two hours that also begin in the ten o'clock hour would make it.
+    await restarted.advance(timedelta(minutes=55))
+    assert await restarted.alerts(AlertType.INACTIVITY) == []
+    await restarted.advance(timedelta(minutes=10))
+    [alert] = await restarted.alerts(AlertType.INACTIVITY)
+    assert alert.detail["since"] == "10:00"
+    assert alert.detail["explanation"] == "通常 10:15 前有活动，现在 11:00 仍无活动"
