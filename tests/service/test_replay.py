@@ -7,7 +7,7 @@ falls silent from 10:00 local; 老人1's fall detector fires. Times are fixed da
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,48 @@ async def test_from_db_replays_a_gateways_stored_events_with_other_thresholds(
     # Starting the replay after the emergencies leaves them out.
     later = ReplayRequest(output=output, from_db=True, since=date(2026, 3, 11))
     assert [r["type"] for r in await run_replay(later, shorter)] == []
+
+
+async def test_the_replay_learns_per_sensor_as_the_live_gateway_does(tmp_path: Path) -> None:
+    """The schedule of tests/service/test_learned_routines.py (kitchen every quarter hour,
+    the living room's PIR and two hours of TV from 10:30) replayed: the silence after the
+    kitchen at 10:00 on day 4 alerts at 11:00, as in the live gateway."""
+    kitchen = f"      - {{uid: {P}-p0-kitchen, kind: motion, protocol: native, "
+    kitchen += f"topic: {P}/homewatch/{P}-p0-kitchen}}\n"
+    text = register_yaml(P, persons=1).replace("    devices:\n", "    devices:\n" + kitchen, 1)
+    register = await register_from_provisioning(text, source="r.yaml")
+    settings = load_settings()
+    rules = settings.rules.model_copy(
+        update={
+            "inactivity": settings.rules.inactivity.model_copy(
+                update={
+                    "learned": settings.rules.inactivity.learned.model_copy(
+                        update={"enabled": True, "min_days": 2, "margin": timedelta(minutes=30)}
+                    )
+                }
+            )
+        }
+    )
+
+    def seen(sensor: str, at: datetime) -> str:
+        return json.dumps(
+            {
+                "topic": f"{P}/homewatch/{P}-p0-{sensor}/event",
+                "payload": {"type": "motion", "state": True, "id": f"{sensor}{at.timestamp()}"},
+                "received_at": at.isoformat(),
+            }
+        )
+
+    lines = []
+    for day in (10, 11, 12):  # from 08:00 local (00:00 UTC)
+        quarters = [utc(day, 0) + timedelta(minutes=15 * n) for n in range(10)]
+        lines += [seen("kitchen", at) for at in quarters]
+        lines.append(seen("pir", utc(day, 2, 30)))  # the TV until 12:30
+        lines += [seen("kitchen", utc(day, 4, 30) + timedelta(minutes=15 * n)) for n in range(30)]
+    lines += [seen("kitchen", utc(13, 1) + timedelta(minutes=15 * n)) for n in range(5)]
+    lines.append(seen("pir", utc(13, 8)))  # 16:00 local: up again
+    alerts = replay_messages(register, read_messages(lines), rules, settings.tz)
+    # The first of day 4 (resolved after the simulated hour, the silence alerts again).
+    alert = next(a for a in alerts if a.raised_at >= utc(13, 0))
+    assert alert.raised_at == utc(13, 3)  # 11:00 local, not 13:00 (the TV's two hours)
+    assert alert.to_json(register)["detail"]["since"] == "10:00"
