@@ -143,7 +143,7 @@ def test_the_night_is_judged_by_the_usual_wake_up() -> None:
     learned = model.deadline(local(11, 19))
     assert learned is not None
     assert learned.usual_by == local(12, 6)
-    assert learned.at == local(12, 7, 30)
+    assert learned.at == local(12, 6) + RULE.margin
 
 
 def test_an_evening_silence_long_before_the_usual_bedtime_is_not_the_night() -> None:
@@ -178,8 +178,8 @@ def test_an_alert_caps_what_a_long_silence_teaches() -> None:
     model.observe(local(14, 6), left_home=False)
     learned = model.deadline(local(14, 6))
     assert learned is not None
-    # Three one-hour values among ten half-hour ones: 60 min x 1.25 + 90 min, not 12 h.
-    assert learned.at - local(14, 6) <= timedelta(hours=3)
+    # Three one-hour values among ten half-hour ones: 60 min x 1.25 + the margin, not 12 h.
+    assert learned.at - local(14, 6) <= timedelta(minutes=60 * 1.25) + RULE.margin
 
 
 def test_marked_absences_and_emergency_days_teach_nothing() -> None:
@@ -198,10 +198,10 @@ def test_the_alert_explains_itself_in_chinese() -> None:
     rule = InactivityRule(learned=RULE)
     facts = QuietFacts(last_activity=local(11, 19), created_at=local(1, 0))
     due = inactivity_due(facts, rule, TZ, routine=model)
-    assert due.at == local(12, 7, 30)
-    detail = inactivity_detail(due, local(12, 7, 31), TZ)
-    assert detail["explanation"] == "通常 06:00 前有活动，现在 07:31 仍无活动"
-    assert detail["now"] == "07:31"
+    assert due.at == local(12, 6) + RULE.margin
+    detail = inactivity_detail(due, local(12, 7, 51), TZ)
+    assert detail["explanation"] == "通常 06:00 前有活动，现在 07:51 仍无活动"
+    assert detail["now"] == "07:51"
     assert detail["since"] == "19:00"
 
 
