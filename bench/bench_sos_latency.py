@@ -121,15 +121,14 @@ class Level:
     achieved: float = 0.0
 
 
-async def _press_and_wait(
-    client: aiomqtt.Client,
-    twilio: FakeTwilio,
-    handed: dict[str, float],
-    uid: str,
-    topic: str,
-    name: str,
+async def press_and_wait(
+    client: aiomqtt.Client, twilio: FakeTwilio, handed: dict[str, float], prefix: str, person: int
 ) -> tuple[float, float]:
-    """(publish → stored and handed to the rules, publish → SMS request) in ms."""
+    """Person ``person`` of the bench's register presses SOS: (publish → stored and handed
+    to the rules, publish → SMS request) in ms."""
+    uid = f"{prefix}-p{person}-sos"
+    topic = f"{prefix}/homewatch/{uid}/event"
+    name = f"老人{person}"
     marker = f"{name}于"
     started = time.perf_counter()
     await client.publish(topic, f'{{"type": "sos", "id": "{uid}"}}', qos=1)
@@ -143,7 +142,7 @@ async def _press_and_wait(
     return (handed.get(uid, math.inf) - started) * 1000, (sms - started) * 1000
 
 
-def _record_handed(gateway: Gateway, handed: dict[str, float]) -> None:
+def record_handed(gateway: Gateway, handed: dict[str, float]) -> None:
     """Note when each SOS is handed to the rules (stored and committed), by device."""
     rules = gateway.runner.on_events
 
@@ -172,7 +171,7 @@ async def measure(
         )
         await migrate(database_url)
         gateway = Gateway(settings, "l" * 32)
-        _record_handed(gateway, handed)
+        record_handed(gateway, handed)
         await apply_provisioning(
             gateway.db,
             parse_provisioning(register_yaml(prefix, persons=residents + _BACKGROUND_HOMES)),
@@ -194,13 +193,8 @@ async def measure(
                     outcome = Level()
                     for n in range(presses):
                         person = level * presses + n
-                        to_rules, to_sms = await _press_and_wait(
-                            client,
-                            twilio,
-                            handed,
-                            f"{prefix}-p{person}-sos",
-                            f"{prefix}/homewatch/{prefix}-p{person}-sos/event",
-                            f"老人{person}",
+                        to_rules, to_sms = await press_and_wait(
+                            client, twilio, handed, prefix, person
                         )
                         outcome.to_rules.append(to_rules)
                         outcome.to_sms.append(to_sms)

@@ -39,7 +39,7 @@ import aiomqtt
 import httpx
 from sqlalchemy import func, select, text
 
-from bench.bench_sos_latency import _press_and_wait, _record_handed, background
+from bench.bench_sos_latency import background, press_and_wait, record_handed
 from bench.common import median, percentile, settings_with_fake_twilio
 from gateway.app import Gateway
 from gateway.register.apply import apply_provisioning
@@ -163,14 +163,7 @@ async def _presses(
 ) -> list[float]:
     latencies = []
     for person in range(first, first + count):
-        _, sms = await _press_and_wait(
-            client,
-            twilio,
-            handed,
-            f"{prefix}-p{person}-sos",
-            f"{prefix}/homewatch/{prefix}-p{person}-sos/event",
-            f"老人{person}",
-        )
+        _, sms = await press_and_wait(client, twilio, handed, prefix, person)
         latencies.append(sms)
         await asyncio.sleep(_GAP)
     return latencies
@@ -199,7 +192,7 @@ async def measure(
         await migrate(database_url)
         gateway = Gateway(settings, "l" * 32)
         handed: dict[str, float] = {}
-        _record_handed(gateway, handed)
+        record_handed(gateway, handed)
         await apply_provisioning(
             gateway.db,
             parse_provisioning(register_yaml(prefix, persons=homes + press_residents)),
