@@ -47,7 +47,8 @@ async def _live_day(home: Home, day: int) -> None:
         await home.motion()
         await home.advance(2 * M, step=2 * M)
         await home.motion(False)
-    await home.door(True)  # out: open, shut behind
+    await home.motion()
+    await home.door(True)  # out at the same instant as the last movement: open, shut behind
     await home.advance(M, step=M)
     await home.door(False)
     await home.advance((90 + 20 * (day % 4)) * M, step=15 * M)
@@ -99,17 +100,17 @@ async def test_a_routine_warmed_from_history_gives_the_live_routines_deadlines(
     live = home.gateway.runner.routines[person]
     assert live.ready(clock.now())
 
-    # Batches of 5 rows: batch boundaries fall between reports stored at the same instant.
-    monkeypatch.setattr(q, "HISTORY_BATCH", 5)
-    restarted = await _home(db, clock)
-    warmed = restarted.gateway.runner.routines[person]
-
-    assert (warmed.last_at, warmed.last_out) == (live.last_at, live.last_out)
     assert live.last_at is not None
     moments = [live.last_at] + [clock.now() + k * 20 * M for k in range(-24, 72)]
     expected = _deadlines(live, moments)
     assert sum(d is not None for d in expected) > len(expected) // 5
-    assert _deadlines(warmed, moments) == expected
-    for days in range(8):
-        when = (start + timedelta(days=days)).date()
-        assert warmed.history_days(when) == live.history_days(when)
+    # Small batches: their boundaries fall between reports stored at the same instant.
+    for batch in (1, 2, 5):
+        monkeypatch.setattr(q, "HISTORY_BATCH", batch)
+        restarted = await _home(db, clock)
+        warmed = restarted.gateway.runner.routines[person]
+        assert (warmed.last_at, warmed.last_out) == (live.last_at, live.last_out), batch
+        assert _deadlines(warmed, moments) == expected, batch
+        for days in range(8):
+            when = (start + timedelta(days=days)).date()
+            assert warmed.history_days(when) == live.history_days(when), batch
