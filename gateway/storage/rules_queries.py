@@ -4,7 +4,7 @@ and whole-register reads only for a (re)synchronisation."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alerts.types import AlertStatus
 from gateway.events import EventKind
+from gateway.storage.db import Database
 from gateway.storage.models import (
     Alert,
     AwayPeriod,
@@ -26,9 +27,11 @@ from gateway.storage.models import (
 
 __all__ = [
     "ACTIVE",
+    "HISTORY_BATCH",
     "ActiveAlertRow",
     "AwayRow",
     "DeviceRow",
+    "HistoryRow",
     "PersonRow",
     "active_alerts",
     "away_changes",
@@ -316,11 +319,30 @@ async def event_covered(
 # -- warming learned routines from history --------------------------------------------------
 
 
+#: Rows one read of the history returns. Between two reads the event loop runs (the ingest
+#: stores and judges); no read holds a month of a county in memory or a transaction open.
+HISTORY_BATCH = 20_000
+
+HistoryRow = tuple[int, str, str, bool | None, datetime, datetime]
+
+
 async def history_events(
-    session: AsyncSession, person_ids: Iterable[int], since: datetime
-) -> list[tuple[int | None, str, str, bool | None, datetime, datetime]]:
-    rows = await session.execute(
+    db: Database, person_ids: Collection[int], since: datetime, *, batch: int | None = None
+) -> AsyncIterator[list[HistoryRow]]:
+    """These persons' activity reports received since ``since``, in the order they were
+    received (then stored): (person, device, kind, state, occurred at, received at), a
+    batch at a time.
+
+    Motion clearing (``state`` false) is left in the database: it is never a sign of life
+    (:func:`gateway.rules.sensors.is_sign_of_life`) and is half of a PIR's reports. Each
+    batch is its own short read, resumed after the last (received at, id) by the
+    ``received_at`` index, so a month of a county is never sorted or held at once.
+    """
+    batch = batch or HISTORY_BATCH
+    wanted = set(person_ids)
+    query = (
         select(
+            Event.id,
             Event.person_id,
             Event.device_uid,
             Event.kind,
@@ -329,35 +351,67 @@ async def history_events(
             Event.received_at,
         )
         .where(
-            Event.person_id.in_(list(person_ids)),
             Event.kind.in_(
                 [EventKind.MOTION.value, EventKind.DOOR.value, EventKind.CHECK_IN.value]
             ),
+            or_(Event.kind != EventKind.MOTION.value, Event.state.is_not(False)),
             Event.retained.is_(False),
-            Event.received_at >= since,
+            # Up to CHUNK persons by an IN list; a town-wide warm-up (more ids than a
+            # statement may bind) keeps the rows of the persons it warms as they come.
+            Event.person_id.in_(sorted(wanted))
+            if len(wanted) <= CHUNK
+            else Event.person_id.is_not(None),
         )
         .order_by(Event.received_at, Event.id)
+        .limit(batch)
     )
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    after: tuple[datetime, int] | None = None
+    while True:
+        scoped = query.where(Event.received_at >= since)
+        if after is not None:
+            at, last_id = after
+            scoped = query.where(
+                Event.received_at >= at, or_(Event.received_at > at, Event.id > last_id)
+            )
+        async with db.session() as session:
+            rows = (await session.execute(scoped)).all()
+        if not rows:
+            return
+        last = rows[-1]
+        after = (last.received_at, last.id)
+        yield [
+            (owner, uid, kind, state, occurred, received)
+            for _id, owner, uid, kind, state, occurred, received in rows
+            if owner in wanted
+        ]
+        if len(rows) < batch:
+            return
 
 
 async def history_away(
-    session: AsyncSession, person_ids: Iterable[int], since: datetime
+    session: AsyncSession, person_ids: Collection[int], since: datetime
 ) -> list[tuple[int, datetime, datetime]]:
-    rows = await session.execute(
-        select(AwayPeriod.person_id, AwayPeriod.starts_at, AwayPeriod.ends_at).where(
-            AwayPeriod.person_id.in_(list(person_ids)), AwayPeriod.ends_at >= since
+    found: list[tuple[int, datetime, datetime]] = []
+    for ids in chunks(person_ids):
+        rows = await session.execute(
+            select(AwayPeriod.person_id, AwayPeriod.starts_at, AwayPeriod.ends_at).where(
+                AwayPeriod.person_id.in_(ids), AwayPeriod.ends_at >= since
+            )
         )
-    )
-    return [(pid, start, end) for pid, start, end in rows]
+        found.extend((pid, start, end) for pid, start, end in rows)
+    return found
 
 
 async def history_alerts(
-    session: AsyncSession, person_ids: Iterable[int], since: datetime
+    session: AsyncSession, person_ids: Collection[int], since: datetime
 ) -> list[tuple[int, str, datetime]]:
-    rows = await session.execute(
-        select(Alert.person_id, Alert.type, Alert.raised_at)
-        .where(Alert.person_id.in_(list(person_ids)), Alert.raised_at >= since)
-        .order_by(Alert.raised_at)
-    )
-    return [(pid, t, at) for pid, t, at in rows]
+    """(person, type, raised at), each person's in the order raised."""
+    found: list[tuple[int, str, datetime]] = []
+    for ids in chunks(person_ids):
+        rows = await session.execute(
+            select(Alert.person_id, Alert.type, Alert.raised_at)
+            .where(Alert.person_id.in_(ids), Alert.raised_at >= since)
+            .order_by(Alert.raised_at)
+        )
+        found.extend((pid, t, at) for pid, t, at in rows)
+    return found
