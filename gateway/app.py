@@ -204,7 +204,8 @@ class Gateway:
         # Values a keyless command (provision, migrate) wrote under the public development
         # key are re-encrypted under the real one before anything looks them up.
         await rotate_keys(self.db, only_development=True)
-        # Per-person rules must be known before the first report is judged.
+        # Per-person rules must be known before the first report is judged (learned routines
+        # warm in the background meanwhile: gateway.rules_runner.runner).
         await self.runner.refresh()
         tasks = [
             *self._mqtt_tasks(stop),

@@ -85,6 +85,10 @@ class RulesRunner:
         self.sensors = SensorHealth(self.rules_for)
         #: Learned routines of the persons whose rules enable them, fed by :meth:`judge`.
         self.routines: dict[int, RoutineModel] = {}
+        #: Models being rebuilt from the stored history, in the background: until theirs is
+        #: ready a home is judged by the fixed windows, and its signs of life wait here.
+        self._warming: asyncio.Task[None] | None = None
+        self._warming_signs: dict[int, list[tuple[datetime, bool, str | None, bool]]] = {}
         self.emergency = EmergencyRule()
         self.check_in = CheckInRule()
         self.sensor_faults = SensorFaultRule()
@@ -149,17 +153,43 @@ class RulesRunner:
         learning = {pid for pid, r in self._person_rules.items() if r.inactivity.learned.enabled}
         for pid in set(self.routines) - learning:
             del self.routines[pid]
-        if learning - set(self.routines):
-            self.routines.update(
-                await learn_history(
-                    self.db, self.tz, self.rules_for, learning - set(self.routines), now
-                )
-            )
+        missing = learning - set(self.routines)
+        if missing and self._warming is None:
+            # A month of a county's history takes minutes to read: the ingest (an SOS above
+            # all) must not wait for it, so the models warm beside it.
+            self._warming_signs = {pid: [] for pid in missing}
+            self._warming = asyncio.create_task(self._warm(missing, now), name="routine-warmup")
         self.due.clear()
         # (and those taken off the register with alerts still open: theirs close)
         self._dirty = set(self._person_rules) | set(self._open_of)
         self._synced_at = now
         self._resync_now = False
+
+    async def _warm(self, persons: set[int], now: datetime) -> None:
+        try:
+            models = await learn_history(self.db, self.tz, self.rules_for, persons, now)
+        except Exception:
+            log.exception("learned routines: warming from the history failed; next refresh retries")
+            models = {}
+        finally:
+            self._warming = None
+        for pid, model in models.items():
+            if not self.rules_for(pid).inactivity.learned.enabled:
+                continue
+            # What was judged while the history was read: the model skips what it has seen.
+            for at, left_home, where, emergency in self._warming_signs.get(pid, ()):
+                if emergency:
+                    model.exclude_day(at.astimezone(self.tz).date())
+                elif model.last_at is None or at > model.last_at:
+                    model.observe(at, left_home=left_home, where=where)
+            self.routines[pid] = model
+            self._dirty.add(pid)
+        self._warming_signs = {}
+
+    async def warmed(self) -> None:
+        """Wait until the learned routines being rebuilt are ready (tests, the demo)."""
+        while self._warming is not None:
+            await asyncio.shield(self._warming)
 
     def _set_active(self, rows: list[q.ActiveAlertRow]) -> set[int]:
         """Take the active alerts; the persons whose alerts changed."""
@@ -208,6 +238,13 @@ class RulesRunner:
         )
         model = self.routines.get(routed.person_id)
         event = routed.event
+        waiting = self._warming_signs.get(routed.person_id)
+        if waiting is not None:
+            if event.kind.is_emergency and not event.retained:
+                waiting.append((event.received_at, False, None, True))
+            elif alive:
+                at = min(event.occurred_at, event.received_at)
+                waiting.append((at, event.kind is EventKind.DOOR, event.device_uid, False))
         if model is not None and event.kind.is_emergency and not event.retained:
             model.exclude_day(event.received_at.astimezone(self.tz).date())
         if alive and model is not None:
@@ -264,7 +301,11 @@ class RulesRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """The tick and the broker-link check, until ``stop``."""
-        await asyncio.gather(self._tick_loop(stop), self.watch_broker_link(stop))
+        try:
+            await asyncio.gather(self._tick_loop(stop), self.watch_broker_link(stop))
+        finally:
+            if self._warming is not None:
+                self._warming.cancel()
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -4,7 +4,9 @@ stored events after a restart, and explained in the alert. Both databases, a man
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,7 @@ from alerts.types import AlertType
 from gateway.clock import ManualClock
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
+from gateway.rules_runner.learning import learn_history
 from gateway.storage.db import Database
 from tests.helpers import register_yaml
 from tests.service.test_escalation import RecordingNotifier
@@ -24,6 +27,7 @@ async def _home(db: Database, clock: ManualClock) -> Home:
     gateway = _gateway(db, clock, RecordingNotifier(), inactivity=LEARNED)
     await gateway.registry.load(gateway.db)
     await gateway.runner.refresh()
+    await gateway.runner.warmed()
     return Home(gateway, clock, gateway.alerts.notifier)  # type: ignore[arg-type]
 
 
@@ -103,3 +107,48 @@ async def test_a_silence_after_pottering_is_not_judged_by_the_tv_hours_of_anothe
     [alert] = await restarted.alerts(AlertType.INACTIVITY)
     assert alert.detail["since"] == "10:00"
     assert alert.detail["explanation"] == "通常 10:15 前有活动，现在 11:00 仍无活动"
+
+
+async def test_the_gateway_does_not_wait_for_the_history_and_the_model_misses_nothing(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A county's month of history takes minutes to read: meanwhile an SOS is raised, the
+    home is judged by the fixed windows, and a movement stored after the history was read
+    still reaches the model."""
+    monkeypatch.setenv("HW_TEST_ADMIN_PASSWORD", "correct-horse-battery")
+    await apply_provisioning(db, parse_provisioning(register_yaml(P, persons=1)), clock.now())
+    home = await _home(db, clock)
+    for _ in range(3 * 24):  # three days of a movement every hour (the PIR clears)
+        await home.motion()
+        clock.advance(timedelta(minutes=2))
+        await home.motion(False)
+        clock.advance(timedelta(minutes=58))
+    person = await home.person_id()
+
+    read = asyncio.Event()
+    gate = asyncio.Event()
+
+    async def slow_history(*args: Any, **kwargs: Any) -> Any:
+        models = await learn_history(*args, **kwargs)
+        read.set()
+        await gate.wait()  # the history is read; the install has not happened yet
+        return models
+
+    monkeypatch.setattr("gateway.rules_runner.runner.learn_history", slow_history)
+    restarted = Home(
+        _gateway(db, clock, RecordingNotifier(), inactivity=LEARNED),
+        clock,
+        RecordingNotifier(),
+    )
+    await restarted.gateway.registry.load(db)
+    await restarted.gateway.runner.refresh()  # returns at once
+    await read.wait()
+    assert person not in restarted.gateway.runner.routines  # fixed windows meanwhile
+    await restarted.send(f"{P}/homewatch/{P}-p0-sos/event", {"type": "sos", "id": "warm-sos"})
+    assert len(await restarted.alerts(AlertType.SOS)) == 1
+    moved_at = clock.now()
+    await restarted.motion()
+    gate.set()
+    await restarted.gateway.runner.warmed()
+    model = restarted.gateway.runner.routines[person]
+    assert model.last_at == moved_at
