@@ -62,6 +62,8 @@ Pure: fed signs of life in time order; no storage, no clock of its own.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -72,6 +74,10 @@ from gateway.config import LearnedRoutine
 __all__ = ["LearnedDeadline", "RoutineModel"]
 
 _SLOTS = 24
+#: A day's longest silence per starting hour is kept as a float32 array (a county's month
+#: of them is millions of values), with this for "no silence began in that hour".
+_NONE = -1.0
+_NO_SILENCES = [_NONE] * _SLOTS
 #: Contexts of a silence: how the last sign of life before it came.
 _INSIDE, _OUT, _ANY = "inside", "out", "any"
 #: A silence of at least this long beginning in these local hours is the night's sleep; its
@@ -86,6 +92,9 @@ _OUT_POOL = 2
 #: A slot needs this many days with a value before its own context is trusted; otherwise
 #: the threshold of all silences at that hour is used.
 _MIN_VALUES = 3
+#: Days are kept this long beyond ``history``: a deadline may be asked of a silence that
+#: began a few days ago (a marked absence, an alert left open).
+_SLACK = timedelta(days=7)
 #: Door changes this close together are one passage through the door (opened, then shut).
 _PASSAGE = timedelta(minutes=5)
 #: Busy: at least this many signs of life indoors within :data:`_BUSY_WINDOW` up to the
@@ -96,9 +105,9 @@ _BUSY_WINDOW = timedelta(minutes=60)
 
 @dataclass(slots=True)
 class _Day:
-    #: Longest silence that began in each local hour, in minutes, per context; None where
-    #: the hour saw no silence of that context. The night's sleep is not among them.
-    slots: dict[str, list[float | None]] = field(default_factory=dict)
+    #: Longest silence that began in each local hour, in minutes, per context; ``_NONE``
+    #: where the hour saw no silence of that context. The night's sleep is not among them.
+    slots: dict[str, array[float]] = field(default_factory=dict)
     #: When the night's sleep ended (minutes after local midnight), if it did that day.
     wake: float | None = None
     #: When the night's sleep began (minutes after this day's local midnight; after
@@ -188,7 +197,8 @@ class RoutineModel:
                 recent.popleft()
             if where is not None and self.rule.by_sensor:
                 pace = "busy" if len(recent) >= _BUSY_MOVES else "calm"
-                self._context = f"{where}/{pace}"
+                # One string per sensor and pace, shared by every day's slots.
+                self._context = sys.intern(f"{where}/{pace}")
 
     def censor(self, at: datetime) -> None:
         """An inactivity alert was raised at ``at``: learn the current silence only up to it."""
@@ -235,17 +245,26 @@ class RoutineModel:
         for key in contexts:
             values = day.slots.get(key)
             if values is None:
-                values = day.slots[key] = [None] * _SLOTS
-            current = values[local.hour]
-            if current is None or minutes > current:
-                values[local.hour] = minutes
+                values = day.slots[key] = array("f", _NO_SILENCES)
+            values[local.hour] = max(values[local.hour], minutes)
         self._invalidate(local.date())
 
     def _day(self, when: date) -> _Day:
         day = self._days.get(when)
         if day is None:
             day = self._days[when] = _Day()
+            self._forget_before(when - self.rule.history - _SLACK)
         return day
+
+    def _forget_before(self, oldest: date) -> None:
+        """A gateway runs for years: days, absences and tables no deadline can read again
+        (older than ``history``, and :data:`_SLACK` for a silence that began days ago) go."""
+        for when in [when for when in self._days if when < oldest]:
+            del self._days[when]
+        for when in [when for when in self._tables if when < oldest]:
+            del self._tables[when]
+        start = datetime.combine(oldest, time(0), self.tz)
+        self._away = [(a, b) for a, b in self._away if b >= start]
 
     def _invalidate(self, changed: date) -> None:
         """Forget the tables that read the day that changed (those of later days)."""
@@ -253,6 +272,11 @@ class RoutineModel:
             del self._tables[when]
 
     # -- deciding -----------------------------------------------------------------------
+
+    @property
+    def days_held(self) -> int:
+        """Local days the model holds (bounded, however long the gateway runs)."""
+        return len(self._days)
 
     def history_days(self, today: date) -> int:
         """Days of usable history before ``today``."""
@@ -367,11 +391,10 @@ class RoutineModel:
         return _Table(len(days), thresholds, usuals, wake, bed)
 
 
-def _pooled(values: list[float | None], hour: int, pool: int) -> float | None:
+def _pooled(values: array[float], hour: int, pool: int) -> float | None:
     """The longest of a day's values for ``hour`` and the ``pool`` hours either side."""
-    around = [values[(hour + shift) % _SLOTS] for shift in range(-pool, pool + 1)]
-    present = [v for v in around if v is not None]
-    return max(present) if present else None
+    longest = max(values[(hour + shift) % _SLOTS] for shift in range(-pool, pool + 1))
+    return None if longest == _NONE else longest
 
 
 def _next_time_of_day(after: datetime, minutes: float) -> datetime:

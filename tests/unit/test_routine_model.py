@@ -230,3 +230,21 @@ def test_a_person_can_be_put_on_learned_routines_in_the_provisioning_file() -> N
     wrong = text.replace("max_quiet: 8h", "max_quiet: 30m")
     with pytest.raises(ProvisioningError, match="min_quiet must be shorter than max_quiet"):
         parse_provisioning(wrong, env={"HW_TEST_ADMIN_PASSWORD": "pw-123456789"})
+
+
+def test_a_gateway_running_for_months_holds_a_bounded_history() -> None:
+    model = RoutineModel(TZ, RULE)
+    start = local(1, 6)
+    for day in range(120):
+        for hour in (0, 4, 8, 12):
+            model.observe(start + timedelta(days=day, hours=hour), left_home=False)
+        model.exclude(start + timedelta(days=day, hours=13), start + timedelta(days=day, hours=14))
+    # history (28 days) and a week's slack, not four months.
+    assert model.days_held <= RULE.history.days + 7 + 1
+    assert model.history_days((start + timedelta(days=120)).date()) == RULE.history.days
+    model.observe(start + timedelta(days=120, hours=4), left_home=False)
+    learned = model.deadline(start + timedelta(days=120, hours=4))  # 10:00, as every day
+    assert learned is not None
+    # Still the four-hour gaps of its last weeks (x 1.25 + the margin).
+    moment = start + timedelta(days=120, hours=4)
+    assert learned.at == moment + timedelta(minutes=240 * 1.25) + RULE.margin
