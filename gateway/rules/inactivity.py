@@ -60,7 +60,7 @@ class InactivityRule:
         if home.away_until is not None or in_emergency:
             # Neither an absence nor an emergency is a routine to learn.
             decisions: tuple[Decision, ...] = ()
-            if home.routine is not None:
+            if home.rules.inactivity.learned.enabled:  # (its model may still be warming)
                 decisions = (ExcludeFromRoutine(home.person_id, now),)
             return Verdict(decisions, home.away_until)
         facts = QuietFacts(
@@ -86,6 +86,6 @@ class InactivityRule:
                 InactivityDetail(due.baseline, due.usual_by, now),
             )
         ]
-        if home.routine is not None:
+        if home.rules.inactivity.learned.enabled:
             raised.append(CensorRoutine(home.person_id, now))
         return Verdict(tuple(raised))

@@ -31,6 +31,7 @@ from gateway.rules.decisions import (
 )
 from gateway.rules.quiet import InactivityDue, inactivity_detail
 from gateway.rules.routine import RoutineModel
+from gateway.rules_runner.learning import PendingRoutine
 
 __all__ = ["DecisionApplier", "params_of", "trigger_of"]
 
@@ -93,7 +94,7 @@ class DecisionApplier:
         tz: ZoneInfo,
         *,
         gateway_name: str,
-        routine_of: Callable[[int], RoutineModel | None],
+        routine_of: Callable[[int], RoutineModel | PendingRoutine | None],
     ) -> None:
         self.alerts = alerts
         self.tz = tz

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from alerts.types import AlertType
@@ -20,7 +20,7 @@ from gateway.rules.routine import RoutineModel
 from gateway.storage import rules_queries as q
 from gateway.storage.db import Database
 
-__all__ = ["learn_history", "sign_of_life"]
+__all__ = ["PendingRoutine", "learn_history", "sign_of_life"]
 
 _DOOR, _MOTION, _CHECK_IN = EventKind.DOOR.value, EventKind.MOTION.value, EventKind.CHECK_IN.value
 
@@ -33,6 +33,37 @@ def sign_of_life(kind: str, state: bool | None, *, door_changed: bool) -> bool:
     if kind == _MOTION:
         return state is not False
     return kind == _CHECK_IN
+
+
+class PendingRoutine:
+    """A home's learned routine while it warms from the history: what the live gateway
+    tells the model meanwhile (signs of life, emergency days, censored and excluded
+    silences) is kept, and handed to the model once it is built."""
+
+    def __init__(self) -> None:
+        self._calls: list[Callable[[RoutineModel], None]] = []
+
+    def observe(self, at: datetime, *, left_home: bool, where: str | None = None) -> None:
+        def replay(model: RoutineModel) -> None:
+            # The history may already hold it (stored before its last batch was read).
+            if model.last_at is None or at > model.last_at:
+                model.observe(at, left_home=left_home, where=where)
+
+        self._calls.append(replay)
+
+    def exclude_day(self, day: date) -> None:
+        self._calls.append(lambda model: model.exclude_day(day))
+
+    def censor(self, at: datetime) -> None:
+        self._calls.append(lambda model: model.censor(at))
+
+    def exclude(self, start: datetime, end: datetime) -> None:
+        self._calls.append(lambda model: model.exclude(start, end))
+
+    def hand_to(self, model: RoutineModel) -> RoutineModel:
+        for call in self._calls:
+            call(model)
+        return model
 
 
 async def learn_history(

@@ -44,7 +44,7 @@ from gateway.rules.sensors import SensorHealth
 from gateway.rules.sos_sweep import SosSweepRule
 from gateway.rules_runner.apply import DecisionApplier
 from gateway.rules_runner.due import DueIndex
-from gateway.rules_runner.learning import learn_history
+from gateway.rules_runner.learning import PendingRoutine, learn_history
 from gateway.storage import rules_queries as q
 from gateway.storage.db import Database
 
@@ -88,7 +88,7 @@ class RulesRunner:
         #: Models being rebuilt from the stored history, in the background: until theirs is
         #: ready a home is judged by the fixed windows, and its signs of life wait here.
         self._warming: asyncio.Task[None] | None = None
-        self._warming_signs: dict[int, list[tuple[datetime, bool, str | None, bool]]] = {}
+        self._pending: dict[int, PendingRoutine] = {}
         self.emergency = EmergencyRule()
         self.check_in = CheckInRule()
         self.sensor_faults = SensorFaultRule()
@@ -98,7 +98,7 @@ class RulesRunner:
         self.sos_sweep = SosSweepRule()
         self.broker_link = BrokerLinkRule(settings.rules.gateway_link)
         self.applier = DecisionApplier(
-            alerts, self.tz, gateway_name=settings.mqtt_client_id, routine_of=self.routines.get
+            alerts, self.tz, gateway_name=settings.mqtt_client_id, routine_of=self._routine_of
         )
         self.due = DueIndex()
         self._person_rules: dict[int, RulesConfig] = {}
@@ -157,7 +157,7 @@ class RulesRunner:
         if missing and self._warming is None:
             # A month of a county's history takes minutes to read: the ingest (an SOS above
             # all) must not wait for it, so the models warm beside it.
-            self._warming_signs = {pid: [] for pid in missing}
+            self._pending = {pid: PendingRoutine() for pid in missing}
             self._warming = asyncio.create_task(self._warm(missing, now), name="routine-warmup")
         self.due.clear()
         # (and those taken off the register with alerts still open: theirs close)
@@ -174,17 +174,17 @@ class RulesRunner:
         finally:
             self._warming = None
         for pid, model in models.items():
-            if not self.rules_for(pid).inactivity.learned.enabled:
+            pending = self._pending.get(pid)
+            if pending is None or not self.rules_for(pid).inactivity.learned.enabled:
                 continue
-            # What was judged while the history was read: the model skips what it has seen.
-            for at, left_home, where, emergency in self._warming_signs.get(pid, ()):
-                if emergency:
-                    model.exclude_day(at.astimezone(self.tz).date())
-                elif model.last_at is None or at > model.last_at:
-                    model.observe(at, left_home=left_home, where=where)
-            self.routines[pid] = model
+            # What the gateway judged while the history was read.
+            self.routines[pid] = pending.hand_to(model)
             self._dirty.add(pid)
-        self._warming_signs = {}
+        self._pending = {}
+
+    def _routine_of(self, person_id: int) -> RoutineModel | PendingRoutine | None:
+        model = self.routines.get(person_id)
+        return model if model is not None else self._pending.get(person_id)
 
     async def warmed(self) -> None:
         """Wait until the learned routines being rebuilt are ready (tests, the demo)."""
@@ -236,15 +236,8 @@ class RulesRunner:
         alive = self.sensors.counts_as_activity(
             routed.event, routed.person_id, door_changed=door_changed
         )
-        model = self.routines.get(routed.person_id)
+        model = self._routine_of(routed.person_id)
         event = routed.event
-        waiting = self._warming_signs.get(routed.person_id)
-        if waiting is not None:
-            if event.kind.is_emergency and not event.retained:
-                waiting.append((event.received_at, False, None, True))
-            elif alive:
-                at = min(event.occurred_at, event.received_at)
-                waiting.append((at, event.kind is EventKind.DOOR, event.device_uid, False))
         if model is not None and event.kind.is_emergency and not event.retained:
             model.exclude_day(event.received_at.astimezone(self.tz).date())
         if alive and model is not None:

@@ -14,6 +14,7 @@ from gateway.config import InactivityRule, LearnedRoutine
 from gateway.register.provisioning import ProvisioningError, parse_provisioning
 from gateway.rules.quiet import QuietFacts, inactivity_detail, inactivity_due
 from gateway.rules.routine import RoutineModel
+from gateway.rules_runner.learning import PendingRoutine
 from tests.helpers import register_yaml
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -248,3 +249,25 @@ def test_a_gateway_running_for_months_holds_a_bounded_history() -> None:
     # Still the four-hour gaps of its last weeks (x 1.25 + the margin).
     moment = start + timedelta(days=120, hours=4)
     assert learned.at == moment + timedelta(minutes=240 * 1.25) + RULE.margin
+
+
+def test_what_a_warming_routine_is_told_reaches_the_model_it_becomes() -> None:
+    """The runner tells a routine still warming from the history what it would tell the
+    model (signs of life, a censored silence, an emergency day, an absence): handed over,
+    the model is the one it would have been."""
+    direct = trained()
+    warmed = trained()
+    pending = PendingRoutine()
+    for model in (direct, pending):
+        model.observe(local(11, 6), left_home=False, where="kitchen-pir")
+        model.censor(local(11, 8))  # an alert two hours in: learn two hours, not three
+        model.observe(local(11, 9), left_home=False, where="kitchen-pir")
+        model.observe(local(11, 10), left_home=False, where="kitchen-pir")
+        model.exclude(local(11, 10, 30), local(11, 10, 45))  # away: not learned
+        model.observe(local(11, 11, 30), left_home=False, where="kitchen-pir")
+        model.exclude_day(date(2026, 3, 9))
+        model.observe(local(11, 17), left_home=False, where="kitchen-pir")
+    pending.hand_to(warmed)
+    for moment in (local(11, 17), local(12, 6), local(12, 10), local(12, 19)):
+        assert warmed.deadline(moment) == direct.deadline(moment)
+    assert warmed.history_days(date(2026, 3, 12)) == direct.history_days(date(2026, 3, 12)) == 10

@@ -131,11 +131,27 @@ def test_emergency_mode_halves_the_quiet_period() -> None:
 
 
 def test_a_learned_routine_is_censored_on_raising_and_excluded_while_away() -> None:
+    learning = rules(inactivity={"learned": {"enabled": True}})
     routine = RoutineModel(TZ, LearnedRoutine(enabled=True))
-    silent = home(pir(local(10, 8)), last_activity=local(10, 8), routine=routine)
-    raised = RULE.decide(silent, local(10, 12)).decisions
-    assert raised[-1] == CensorRoutine(PERSON, local(10, 12))
-    away = home(
-        pir(local(10, 8)), last_activity=local(10, 8), routine=routine, away_until=local(11, 8)
+    # With its model, and while the model still warms from the history (none yet): the
+    # runner keeps what it is told for the model to come.
+    for model in (routine, None):
+        silent = home(
+            pir(local(10, 8)), last_activity=local(10, 8), routine=model, rule_set=learning
+        )
+        raised = RULE.decide(silent, local(10, 12)).decisions
+        assert raised[-1] == CensorRoutine(PERSON, local(10, 12))
+        away = home(
+            pir(local(10, 8)),
+            last_activity=local(10, 8),
+            routine=model,
+            away_until=local(11, 8),
+            rule_set=learning,
+        )
+        excluded = RULE.decide(away, local(10, 9)).decisions
+        assert excluded == (ExcludeFromRoutine(PERSON, local(10, 9)),)
+    # A home that does not learn is told nothing of the kind.
+    fixed = home(pir(local(10, 8)), last_activity=local(10, 8))
+    assert not any(
+        isinstance(d, CensorRoutine) for d in RULE.decide(fixed, local(10, 12)).decisions
     )
-    assert RULE.decide(away, local(10, 9)).decisions == (ExcludeFromRoutine(PERSON, local(10, 9)),)
