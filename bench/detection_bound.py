@@ -29,12 +29,10 @@ from itertools import pairwise
 from bench.common import median, percentile
 from bench.eval_detection import FIRST_DAY, fall_day
 from gateway.events import EventKind
+from gateway.rules.routine import BUSY_MOVES, BUSY_WINDOW
 from simulator.household import generate_households
 from simulator.routine import TOWN_TZ, SimEvent
 from simulator.untidy import untidy_days
-
-_BUSY_MOVES = 3
-_BUSY_WINDOW = timedelta(minutes=60)
 
 Key = Callable[[SimEvent, datetime, bool], Hashable]
 KEYS: dict[str, Key] = {
@@ -62,10 +60,10 @@ def bounds(households: int, days: int, warmup: int, seed: int) -> dict[str, list
             if sign.kind is not EventKind.MOTION:
                 continue
             recent.append(sign.at)
-            while sign.at - recent[0] > _BUSY_WINDOW:
+            while sign.at - recent[0] > BUSY_WINDOW:
                 recent.popleft()
             local = sign.at.astimezone(TOWN_TZ)
-            busy = len(recent) >= _BUSY_MOVES
+            busy = len(recent) >= BUSY_MOVES
             if sign.at <= fall.at < following.at:
                 fall_slot = {name: key(sign, local, busy) for name, key in KEYS.items()}
                 continue

@@ -71,7 +71,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.config import LearnedRoutine
 
-__all__ = ["LearnedDeadline", "RoutineModel"]
+__all__ = ["BUSY_MOVES", "BUSY_WINDOW", "LearnedDeadline", "RoutineModel"]
 
 _SLOTS = 24
 #: A day's longest silence per starting hour is kept as a float32 array (a county's month
@@ -97,10 +97,10 @@ _MIN_VALUES = 3
 _SLACK = timedelta(days=7)
 #: Door changes this close together are one passage through the door (opened, then shut).
 _PASSAGE = timedelta(minutes=5)
-#: Busy: at least this many signs of life indoors within :data:`_BUSY_WINDOW` up to the
+#: Busy: at least this many signs of life indoors within :data:`BUSY_WINDOW` up to the
 #: last one (pottering about the kitchen), as against sitting still (TV, a nap).
-_BUSY_MOVES = 3
-_BUSY_WINDOW = timedelta(minutes=60)
+BUSY_MOVES = 3
+BUSY_WINDOW = timedelta(minutes=60)
 
 
 @dataclass(slots=True)
@@ -193,10 +193,10 @@ class RoutineModel:
         if not left_home:
             recent = self._recent
             recent.append(at)
-            while recent and at - recent[0] > _BUSY_WINDOW:
+            while recent and at - recent[0] > BUSY_WINDOW:
                 recent.popleft()
             if where is not None and self.rule.by_sensor:
-                pace = "busy" if len(recent) >= _BUSY_MOVES else "calm"
+                pace = "busy" if len(recent) >= BUSY_MOVES else "calm"
                 # One string per sensor and pace, shared by every day's slots.
                 self._context = sys.intern(f"{where}/{pace}")
 

@@ -20,7 +20,7 @@ from gateway.config import load_settings
 from gateway.ingest import MqttIngest, StoreBatch
 from gateway.metrics import Metrics
 from gateway.register.apply import apply_provisioning
-from gateway.register.provisioning import parse_provisioning
+from gateway.register.provisioning import merge_rules, parse_provisioning
 from gateway.registry import DeviceRegistry
 from gateway.replay import (
     ReplayError,
@@ -251,17 +251,8 @@ async def test_the_replay_learns_per_sensor_as_the_live_gateway_does(tmp_path: P
     text = register_yaml(P, persons=1).replace("    devices:\n", "    devices:\n" + kitchen, 1)
     register = await register_from_provisioning(text, source="r.yaml")
     settings = load_settings()
-    rules = settings.rules.model_copy(
-        update={
-            "inactivity": settings.rules.inactivity.model_copy(
-                update={
-                    "learned": settings.rules.inactivity.learned.model_copy(
-                        update={"enabled": True, "min_days": 2, "margin": timedelta(minutes=30)}
-                    )
-                }
-            )
-        }
-    )
+    learned = {"enabled": True, "min_days": 2, "margin": "30m"}
+    rules = merge_rules(settings.rules, {"inactivity": {"learned": learned}})
 
     def seen(sensor: str, at: datetime) -> str:
         return json.dumps(
