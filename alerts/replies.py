@@ -4,10 +4,10 @@ reply means, whichever provider carried it."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 
 from alerts.lifecycle import AckResult, Lifecycle
-from alerts.types import ACTIVE_STATUSES
+from alerts.types import ACTIVE_STATUSES, AlertGroup
 from gateway.storage.db import Database
 from gateway.storage.models import Alert, Notification
 
@@ -35,7 +35,15 @@ class Replies:
                     Notification.status.notin_(["pending", "skipped"]),
                     Alert.status.in_(_ACTIVE),
                 )
-                .order_by(Alert.status.desc(), Alert.raised_at.desc())
+                # Raised at the same instant (an SOS and a battery alert of one visit), the
+                # emergency is what a helper answering "1" means; the id makes it the same
+                # choice on every database.
+                .order_by(
+                    Alert.status.desc(),
+                    Alert.raised_at.desc(),
+                    case((Alert.group == AlertGroup.EMERGENCY.value, 0), else_=1),
+                    Alert.id,
+                )
             )
             if text not in ("1", "１"):
                 query = query.where(Alert.code == text[:8])

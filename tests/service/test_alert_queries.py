@@ -53,3 +53,20 @@ async def test_an_sos_is_followed_from_raised_to_taken_through_the_public_querie
     async with db.session() as session:
         assert await queries.alert_ids(session, statuses=OPEN) == [technical.id]
         assert await queries.alert_ids(session, statuses=UNFINISHED) == [alert.id, technical.id]
+
+
+async def test_a_reply_1_takes_the_emergency_raised_at_the_same_instant_as_a_technical_alert(
+    db: Database, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper was sent both; raised together, "1" means the SOS, whichever was stored
+    first (the order the databases return ties in is no answer)."""
+    person_id = await _register(db, clock, monkeypatch)
+    service = _service(db, clock, RecordingNotifier())
+    technical, _ = await service.raise_alert(
+        AlertTrigger(AlertType.BATTERY_LOW, person_id, clock.now())
+    )
+    sos, _ = await service.raise_alert(AlertTrigger(AlertType.SOS, person_id, clock.now()))
+    clock.advance(timedelta(seconds=20))
+    await service.tick()
+    taken = await service.acknowledge_by_sms(HELPER, "1")
+    assert taken is not None and taken.alert_id == sos.id != technical.id
