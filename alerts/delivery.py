@@ -24,6 +24,7 @@ from alerts.outbox import Priority, Recipient, Wake, enqueue
 from alerts.types import AlertStatus
 from gateway.clock import Clock
 from gateway.privacy import mask_phone, redact
+from gateway.register.phones import takes_sms
 from gateway.storage.db import Database
 from gateway.storage.models import Alert, Notification
 
@@ -187,6 +188,9 @@ class Courier:
         steps = self.escalator.chain_of(alert)
         step = steps[min(row.step_index, len(steps) - 1)]
         others = [c for c in step.channels if c != row.channel]
+        if not takes_sms(row.recipient_phone):
+            # A landline's call failed: an SMS would only be refused too.
+            others = [c for c in others if c != "sms"]
         if not others and row.status == "throttled":
             # Over the carriers' budget the step goes by voice even if it had none (SPEC §11).
             others = ["voice"]

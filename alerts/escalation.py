@@ -33,10 +33,12 @@ from alerts.recipients import Recipients
 from alerts.types import AlertGroup, AlertStatus
 from gateway.clock import Clock, sleep_unless
 from gateway.config import EscalationConfig, EscalationStep
+from gateway.privacy import mask_phone
+from gateway.register.phones import takes_sms
 from gateway.storage.db import Database
 from gateway.storage.models import Alert
 
-__all__ = ["Escalator", "chain_from_snapshot", "chain_snapshot"]
+__all__ = ["Escalator", "chain_from_snapshot", "chain_snapshot", "channels_for"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,19 @@ def chain_from_snapshot(snapshot: Sequence[dict[str, Any]]) -> tuple[EscalationS
         )
         for item in snapshot
     )
+
+
+def channels_for(recipient: Recipient, channels: Sequence[str]) -> list[str]:
+    """The channels a step uses for ``recipient``: its own, except that a number which
+    cannot take an SMS (a landline duty line) is called instead, once.
+
+    A provider refuses an SMS to a landline every time, so sending one anyway only leaves
+    a failed row and a warning on every escalation to that line."""
+    if "sms" not in channels or takes_sms(recipient.phone):
+        return list(channels)
+    log.info("%s %s cannot take SMS: calling instead", recipient.role, mask_phone(recipient.phone))
+    called = ["voice" if channel == "sms" else channel for channel in channels]
+    return list(dict.fromkeys(called))
 
 
 class Escalator:
@@ -186,8 +201,8 @@ class Escalator:
                 log.error("alert %s last step (%s): nobody to notify", alert.code, step.notify)
             params = await self.recipients.params(session, alert)
             template = self.recipients.template(alert, step, params)
-            deliveries: list[tuple[Recipient, str]] = [
-                (r, channel) for r in recipients for channel in step.channels
+            deliveries = [
+                (r, channel) for r in recipients for channel in channels_for(r, step.channels)
             ]
             robot_village = await self.recipients.team_robot(session, alert, step)
             if robot_village is not None:

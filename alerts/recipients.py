@@ -20,6 +20,7 @@ from alerts.outbox import Recipient, enqueue
 from alerts.templates import alert_template
 from alerts.types import ALERT_LABELS, AlertGroup, AlertType
 from gateway.config import EscalationStep
+from gateway.register.phones import takes_sms
 from gateway.storage.models import Alert, Helper, Notification, Person, TeamMember, Town, Village
 
 __all__ = ["Recipients", "national_phone", "tell_everyone", "town_duty"]
@@ -129,7 +130,8 @@ async def tell_everyone(
     except_phone: str | None,
 ) -> None:
     """Queue ``template`` once to everybody an alert step reached (not the resident, not
-    ``except_phone``): who took it, or that it is over."""
+    ``except_phone``): who took it, or that it is over. A number that cannot take an SMS (a
+    landline) is left out: it was called, and a second call just to say this is noise."""
     rows = (
         await session.execute(
             select(
@@ -148,6 +150,8 @@ async def tell_everyone(
     seen: set[str] = set()
     for phone, name, role in rows:
         if phone in seen or phone == except_phone or role == "resident":
+            continue
+        if role != ROBOT_ROLE and not takes_sms(phone):
             continue
         seen.add(phone)
         enqueue(

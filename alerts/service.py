@@ -33,6 +33,7 @@ from alerts.replies import Replies
 from alerts.types import AlertGroup, AlertTrigger, AlertType
 from gateway.clock import Clock
 from gateway.config import EscalationConfig, EscalationStep, OutboxConfig, RulesConfig
+from gateway.register.phones import takes_sms
 from gateway.storage.db import Database
 from gateway.storage.models import Alert, Notification
 
@@ -186,8 +187,10 @@ class AlertService:
     # -- outside any alert --------------------------------------------------------------
 
     async def notify_town_duty(self, template: str, params: dict[str, str]) -> bool:
-        """An SMS straight to the town duty line, outside any alert (the system itself is
-        failing, e.g. the broker is unreachable). False when no duty line is registered."""
+        """A message straight to the town duty line, outside any alert (the system itself is
+        failing, e.g. the broker is unreachable): an SMS, or a call when the duty line cannot
+        take one (a landline), since nothing else would tell it. False when no duty line is
+        registered."""
         now = self.clock.now()
         async with self.db.session() as session, session.begin():
             duty = await town_duty(session)
@@ -200,7 +203,7 @@ class AlertService:
                 purpose="system",
                 template=template,
                 recipient=duty,
-                channel="sms",
+                channel="sms" if takes_sms(duty.phone) else "voice",
                 params=params,
                 now=now,
             )

@@ -30,6 +30,7 @@ __all__ = [
     "ALERT_TEMPLATES",
     "ALERT_TYPE_LABELS",
     "DEVICE_LABELS",
+    "DUTY_LANDLINE_VOICE",
     "RESOLUTION_NOTES",
     "SENSOR_FAULT_LABELS",
     "SMS_MAX_UNITS",
@@ -197,17 +198,26 @@ _ALL: tuple[Template, ...] = (
         "设备提醒。{village}{name}家的{device}工作异常。",
         "{village}{name}家的设备工作异常，请方便时上门检查。",
     ),
-    # Sent straight to the duty line, outside any alert: there is nothing to reply to.
+    # Sent straight to the duty line, outside any alert: there is nothing to reply to, so
+    # the voice texts (a landline duty line is called) ask for no key. Said twice, as the
+    # alert calls are: a duty officer picking up late still hears it whole.
     Template(
         "gateway_link",
-        "The gateway lost its MQTT broker (``gateway`` = client id, ``since`` HH:MM); to duty.",
+        "The gateway lost its MQTT broker (``gateway`` = client id, ``since`` HH:MM); to duty "
+        "(a call when the duty line is a landline).",
         sms="系统故障：看家网关{gateway}自{since}起与消息服务器断开，各户的求助和跌倒报警"
         "可能无法送达。请尽快通知技术人员检查。",
+        voice="系统故障。看家网关{gateway}从{since}起与消息服务器断开，各户的求助和跌倒报警"
+        "可能无法送达。重复一遍：看家网关与消息服务器断开，报警可能无法送达。"
+        "请尽快通知技术人员检查。",
     ),
     Template(
         "gateway_link_restored",
-        "The gateway has its broker back (``gateway``, ``since`` = back at HH:MM); to duty.",
+        "The gateway has its broker back (``gateway``, ``since`` = back at HH:MM); to duty "
+        "(a call when the duty line is a landline).",
         sms="系统恢复：看家网关{gateway}已于{since}重新连上消息服务器，报警恢复正常。",
+        voice="系统恢复。看家网关{gateway}已在{since}重新连上消息服务器，报警恢复正常。"
+        "重复一遍：看家网关已经恢复，报警恢复正常。",
     ),
     Template(
         "alerts_open",
@@ -252,6 +262,11 @@ _ALL: tuple[Template, ...] = (
 
 #: Every template by name. Read-only: templates change only with a carrier re-filing.
 TEMPLATES: Mapping[str, Template] = MappingProxyType({t.name: t for t in _ALL})
+
+#: Templates whose voice text is only ever spoken to a town duty line that cannot take SMS
+#: (a landline). A carrier account filed before they had one need not file it: only a town
+#: whose duty line is a landline does (docs/CHINA_CHANNELS.md).
+DUTY_LANDLINE_VOICE: frozenset[str] = frozenset({"gateway_link", "gateway_link_restored"})
 
 #: Alert type (SPEC §6) -> the template that announces it.
 ALERT_TEMPLATES: Mapping[str, str] = MappingProxyType(

@@ -31,6 +31,8 @@ class Outgoing:
         token: The row's secret token (Twilio's TwiML URL carries it).
         recipient_role: ``helper``, ``village_team``, ``resident``, ``team_robot`` …
         recipient_name: Whom it is for (for a robot: the village).
+        alert_id: The alert it is about; None for a notice outside any alert (the duty line
+            told the gateway lost its broker), which offers no key to acknowledge.
     """
 
     notification_id: int
@@ -42,6 +44,7 @@ class Outgoing:
     token: str
     recipient_role: str
     recipient_name: str
+    alert_id: int | None
 
 
 @runtime_checkable

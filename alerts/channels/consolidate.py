@@ -135,4 +135,5 @@ def outgoing_of(row: Notification) -> Outgoing:
         token=row.token,
         recipient_role=row.recipient_role,
         recipient_name=row.recipient_name,
+        alert_id=row.alert_id,
     )

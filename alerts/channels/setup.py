@@ -7,6 +7,7 @@ the setting, instead of failing at the first SOS.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from alerts.channels.aliyun import AliyunAccount, AliyunSms, AliyunVoice
@@ -17,12 +18,14 @@ from alerts.channels.dispatch import ChannelDispatcher
 from alerts.channels.resolver import ChannelResolver
 from alerts.channels.team_robot import TeamRobots
 from alerts.notifiers.base import Notifier
-from alerts.templates import TEMPLATES, plain_variant
+from alerts.templates import DUTY_LANDLINE_VOICE, TEMPLATES, plain_variant
 from gateway.clock import Clock
 from gateway.config import AliyunConfig, ChannelsConfig, ConfigError, Settings
 from gateway.storage.db import Database
 
 __all__ = ["build_dispatcher", "check_carrier_templates"]
+
+log = logging.getLogger(__name__)
 
 _ALIYUN_CHANNEL = {"aliyun_sms": "sms", "aliyun_voice": "voice"}
 
@@ -53,8 +56,22 @@ def check_carrier_templates(channels: ChannelsConfig | None, aliyun: AliyunConfi
         missing = [
             t.name
             for t in TEMPLATES.values()
-            if channel in t.channels and not filed.get(t.name) and plain_variant(t.name) is None
+            if channel in t.channels
+            and not filed.get(t.name)
+            and plain_variant(t.name) is None
+            and not (channel == "voice" and t.name in DUTY_LANDLINE_VOICE)
         ]
+        if channel == "voice":
+            unfiled = sorted(t for t in DUTY_LANDLINE_VOICE if not filed.get(t))
+            if unfiled:
+                # Not refused: a town whose duty line is a mobile never needs them. A landline
+                # duty line would not be called about the gateway link, so say so at start.
+                log.warning(
+                    "aliyun.voice.templates: no code for %s; a landline town duty line routed "
+                    "to %s cannot be called when the gateway loses or regains its broker",
+                    ", ".join(unfiled),
+                    provider,
+                )
         if missing:
             raise ConfigError(
                 f"aliyun.{channel}.templates.{missing[0]}: no {provider} template code "

@@ -13,7 +13,7 @@ import re
 
 import phonenumbers
 
-__all__ = ["normalize_phone"]
+__all__ = ["national_digits", "normalize_phone", "takes_sms"]
 
 #: Mainland numbers are written without a country code more often than with one.
 DEFAULT_REGION = "CN"
@@ -23,6 +23,20 @@ DEFAULT_REGION = "CN"
 # releases (still allowed by our dependency range) keep it and then judge the number
 # invalid, so it is removed here rather than relying on the metadata version.
 _TRUNK_ZERO_AFTER_CC = re.compile(r"^(?:\+|00)[\s.-]*86[\s.-]*\(?0\)?(?=[\s.()-]*[1-9])")
+
+# Numbers a provider refuses to text (Twilio 21614 "not a mobile number", Aliyun
+# isv.MOBILE_NUMBER_ILLEGAL). Only the types that certainly cannot: FIXED_LINE_OR_MOBILE
+# (every US number), VOIP and UNKNOWN may well take an SMS, and on doubt a message is sent.
+_NO_SMS = frozenset(
+    {
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+        phonenumbers.PhoneNumberType.PREMIUM_RATE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
+        phonenumbers.PhoneNumberType.UAN,
+        phonenumbers.PhoneNumberType.VOICEMAIL,
+    }
+)
 
 _REASON_TEXT = {
     phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: (
@@ -68,3 +82,33 @@ def normalize_phone(value: str) -> str:
         )
     result: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return result
+
+
+def takes_sms(e164: str) -> bool:
+    """Whether ``e164`` (a number as the register holds it) can receive an SMS.
+
+    False only for numbers that certainly cannot: a landline (``+862376000000``), a 400/800
+    service number and the like; such a number is called instead of texted. True for mobiles
+    and for anything ``phonenumbers`` cannot tell apart from one (a US number, a number it
+    does not know): a message is never withheld on doubt.
+    """
+    text = _TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip())
+    try:
+        number = phonenumbers.parse(text, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return True
+    return phonenumbers.number_type(number) not in _NO_SMS
+
+
+def national_digits(e164: str) -> str:
+    """``e164`` as dialled inside its country, digits only: a mainland landline keeps its
+    trunk 0 (``+862376000000`` -> ``02376000000``, ``+861012345678`` -> ``01012345678``), a
+    mobile has none (``+8613700000001`` -> ``13700000001``). A value ``phonenumbers`` cannot
+    read comes back without its ``+``."""
+    text = _TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip())
+    try:
+        number = phonenumbers.parse(text, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return text.lstrip("+")
+    national: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return re.sub(r"\D", "", national)

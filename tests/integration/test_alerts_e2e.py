@@ -306,10 +306,12 @@ async def test_a_restart_with_another_escalation_file_leaves_an_open_alert_on_it
         await twilio.wait_for_async(lambda: len(twilio.messages) >= 2, timeout=10)
         clock.advance(timedelta(minutes=1))  # past the SOS debounce: a new alert
         await _press_sos(live.prefix, "r-2")
+        # The new file's only step: the duty line by "sms", a call since it is a landline.
         await twilio.wait_for_async(
-            lambda: any(m["To"] == "+862376000000" for m in twilio.messages), timeout=10
+            lambda: any(c["To"] == "+862376000000" for c in twilio.calls), timeout=10
         )
-        assert len(twilio.calls) == 2, "the new alert follows the new file: SMS to the duty line"
+        assert len(twilio.calls) == 3, "the new alert follows the new file: the duty line"
+        assert not any(m["To"] == "+862376000000" for m in twilio.messages)
 
 
 def test_kill_9_mid_escalation_resumes_without_repeating(

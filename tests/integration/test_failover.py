@@ -32,7 +32,9 @@ SESSIONS = 2 * PARTITIONS
 HOMES = 8  # names 老人0..老人7: no name is a prefix of another
 HELPER = "+8613700000001"
 TEAM = ("+8613900000001", "+8613900000002")
-DUTY = "+862376000000"  # the register's 023 landline, in E.164
+#: A mobile duty line: the register's 023 landline would be called, and a call carries no
+#: text that tells the homes' ladders apart.
+DUTY = "+8613800000009"
 MOTIONS_PER_HOME = 10
 #: "Within seconds": the lease poll (1 s), a reconnect and an escalation pass.
 HANDLED_WITHIN = 10.0
@@ -148,7 +150,10 @@ def test_sigkill_one_of_two_gateways_mid_escalation_strands_nothing(
         "HW_TEST_ADMIN_PASSWORD": "correct-horse-battery",
     }
     register = tmp_path / "register.yaml"
-    register.write_text(register_yaml(prefix, persons=HOMES), encoding="utf-8")
+    register.write_text(
+        register_yaml(prefix, persons=HOMES).replace('"+8602376000000"', f'"{DUTY}"'),
+        encoding="utf-8",
+    )
     gateways = [_Gateway(env, tmp_path / f"gw{n}.log", free_port()) for n in range(2)]
     gateways[0].provision(register)  # migrates too: the two runs need not race at it
     person_of = {uid: int(pid) for uid, pid in _sql(pg_url, "SELECT uid, person_id FROM devices")}

@@ -43,7 +43,7 @@ def _sms(fake: FakeAliyun, **account: str) -> AliyunSms:
 
 
 def _message(channel: str = "sms", to: str = "+8613700000001", role: str = "helper") -> Outgoing:
-    return Outgoing(41, to, channel, "sos_alert", PARAMS, "body", "tok", role, "李四")
+    return Outgoing(41, to, channel, "sos_alert", PARAMS, "body", "tok", role, "李四", alert_id=5)
 
 
 async def test_send_sms_carries_sign_template_params_and_out_id(fake: FakeAliyun) -> None:
@@ -81,6 +81,36 @@ async def test_ivr_call_plays_the_template_and_key_1_the_confirmation(fake: Fake
     assert helper["MenuKeyMap.1.Key"] == "1" and helper["MenuKeyMap.1.Code"] == "TTS_2"
     assert (helper["PlayTimes"], helper["Timeout"]) == ("3", "8000")
     assert resident["MenuKeyMap.1.Code"] == "TTS_3", "a resident's key 1 means 'I am fine'"
+
+
+async def test_a_notice_call_to_a_landline_duty_line_offers_no_acknowledgement(
+    fake: FakeAliyun,
+) -> None:
+    params = {"gateway": "gw-1", "since": "03:10"}
+    notice = Outgoing(
+        43, "+862376000000", "voice", "gateway_link", params, "b", "t", "town_duty", "值班", None
+    )
+    voice = AliyunVoice(
+        _account(fake),
+        fake.endpoint,
+        "02376000000",
+        {"sos_alert": "TTS_1", "ack_confirm": "TTS_2", "gateway_link": "TTS_9"},
+    )
+    await voice.send(notice)
+    [call] = fake.calls
+    # A landline keeps its trunk 0: IvrCall refuses "2376000000" as no number at all.
+    assert call["CalledNumber"] == "02376000000" and call["StartCode"] == "TTS_9"
+    assert json.loads(call["StartTtsParams"]) == params
+    # IvrCall requires a key map: key 1 plays the notice again, never "已确认".
+    assert call["MenuKeyMap.1.Code"] == "TTS_9"
+    assert json.loads(call["MenuKeyMap.1.TtsParams"]) == params
+
+    unfiled = AliyunVoice(
+        _account(fake), fake.endpoint, "02376000000", {"sos_alert": "TTS_1", "ack_confirm": "TTS_2"}
+    )
+    with pytest.raises(DeliveryError, match=r"aliyun\.voice\.templates\.gateway_link") as caught:
+        await unfiled.send(notice)
+    assert not caught.value.retryable and len(fake.calls) == 1
 
 
 async def test_a_wrong_secret_is_refused_by_signature_and_not_retried(fake: FakeAliyun) -> None:
@@ -142,7 +172,7 @@ async def test_an_explained_alert_goes_as_the_plain_template_when_no_code_is_fil
         {**codes, "inactivity_alert_usual": "SMS_100013"},
     )
     message = Outgoing(
-        42, "+8613700000001", "sms", "inactivity_alert_usual", params, "b", "t", "helper", "李四"
+        42, "+8613700000001", "sms", "inactivity_alert_usual", params, "b", "t", "helper", "李四", 5
     )
     await plain.send(message)
     await explained.send(message)

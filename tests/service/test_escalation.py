@@ -105,10 +105,13 @@ async def test_sos_escalates_helper_then_team_then_duty_until_acknowledged(
 
     clock.advance(timedelta(minutes=5))
     await service.tick()
-    assert len(notifier.to(DUTY, "sms")) == 1
+    # The duty line is a landline: its [sms, voice] step is one call (no SMS a provider
+    # would refuse), while the team's mobiles above got both.
+    assert len(notifier.to(DUTY, "voice")) == 1 and not notifier.to(DUTY, "sms")
     clock.advance(timedelta(minutes=10))
     await service.tick()
-    assert len(notifier.to(DUTY, "sms")) == 2, "the last step repeats every 10 minutes"
+    assert len(notifier.to(DUTY, "voice")) == 2, "the last step repeats every 10 minutes"
+    assert not notifier.to(DUTY, "sms")
 
     result = await service.acknowledge_by_sms(TEAM[1], "1")
     assert result is not None and result.acknowledged_by == "赵六"
@@ -117,6 +120,7 @@ async def test_sos_escalates_helper_then_team_then_duty_until_acknowledged(
     assert len(taken) == 1 and "赵六" in taken[0]
     assert any("已确认" in t for t in notifier.to(TEAM[1], "sms"))
     assert not [t for t in notifier.to(TEAM[1], "sms") if "已接单" in t]
+    assert not notifier.to(DUTY, "sms"), "the landline was called; no 'taken' SMS to it"
     sent_before = len(notifier.sent)
     clock.advance(timedelta(hours=1))
     await service.tick()
@@ -314,7 +318,8 @@ def _chain(*steps: tuple[str, tuple[str, ...], int, bool]) -> EscalationConfig:
     )
 
 
-#: The chain the alert is raised under: helper by SMS, the team by voice, duty by SMS.
+#: The chain the alert is raised under: helper by SMS, the team by voice, duty by SMS (a
+#: call: the duty line is a landline).
 _FIRST_CHAIN = _chain(
     ("helper", ("sms",), 2, False),
     ("village_team", ("voice",), 4, False),
@@ -355,10 +360,12 @@ async def test_an_open_alert_keeps_its_chain_across_a_restart_with_another_confi
         assert len(after.sent) == 2, "the original 4-minute wait still holds"
         clock.advance(timedelta(seconds=1))
         await second.tick()
-        assert [(c, p) for c, p, _ in after.sent[2:]] == [("sms", DUTY)]
+        # The original step 3 (its "sms" is a call: the duty line is a landline) ...
+        assert [(c, p) for c, p, _ in after.sent[2:]] == [("voice", DUTY)]
         clock.advance(timedelta(minutes=10))
         await second.tick()
-        assert [(c, p) for c, p, _ in after.sent[3:]] == [("sms", DUTY)], "it repeats by SMS"
+        # ... repeating after its own 10 minutes, not the new file's 30.
+        assert [(c, p) for c, p, _ in after.sent[3:]] == [("voice", DUTY)], "it repeats"
 
         # A new alert follows the new file: the helper, by voice.
         fall, new = await second.raise_alert(AlertTrigger(AlertType.FALL, person_id, clock.now()))

@@ -26,7 +26,7 @@ async def _register(db: Database, clock: ManualClock, robot: str) -> None:
 
 
 def _post(text: str = "紧急求助：坝芒村老人0（A7K2）") -> Outgoing:
-    return Outgoing(7, "", "robot", "sos_alert", {}, text, "tok", "team_robot", "坝芒村")
+    return Outgoing(7, "", "robot", "sos_alert", {}, text, "tok", "team_robot", "坝芒村", 3)
 
 
 async def test_a_wecom_robot_gets_the_text_by_its_key(db: Database, clock: ManualClock) -> None:

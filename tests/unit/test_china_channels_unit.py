@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from alerts.channels.carrier_texts import carrier_params, carrier_render, carrie
 from alerts.channels.dingtalk import dingtalk_sign, signed_url
 from alerts.channels.resolver import ChannelResolver
 from alerts.channels.setup import check_carrier_templates
-from alerts.templates import TEMPLATES
+from alerts.templates import DUTY_LANDLINE_VOICE, TEMPLATES
 from gateway.config import ConfigError, load_settings
 from gateway.register.provisioning import TeamRobotSpec, parse_provisioning
 from tests.fakes.fake_aliyun import carrier_would_block
@@ -118,6 +119,25 @@ def test_a_route_needing_a_template_without_code_is_refused_naming_the_key() -> 
     )
     with pytest.raises(ConfigError, match=r"aliyun\.sms\.templates\.taken"):
         check_carrier_templates(settings.channels, settings.aliyun)
+
+
+def test_a_voice_filing_from_before_landline_duty_calls_still_starts_and_says_what_is_missing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = {n: code for n, code in TTS.items() if n not in DUTY_LANDLINE_VOICE}
+    settings = load_settings(
+        channels=ROUTE_86, aliyun={**ALIYUN, "voice": {**ALIYUN["voice"], "templates": before}}
+    )
+    with caplog.at_level(logging.WARNING, logger="alerts.channels.setup"):
+        check_carrier_templates(settings.channels, settings.aliyun)
+    [warning] = caplog.records
+    assert "gateway_link, gateway_link_restored" in warning.getMessage()
+    assert "landline" in warning.getMessage()
+    caplog.clear()
+    complete = load_settings(channels=ROUTE_86, aliyun=ALIYUN)
+    with caplog.at_level(logging.WARNING, logger="alerts.channels.setup"):
+        check_carrier_templates(complete.channels, complete.aliyun)
+    assert not caplog.records
 
 
 def test_a_voice_route_without_the_voice_section_is_refused() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.register.phones import normalize_phone
+from gateway.register.phones import national_digits, normalize_phone, takes_sms
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,40 @@ def test_normalising_is_idempotent() -> None:
     for written in ("137 0000 0001", "+8602376000000", "+1 650 253 0000"):
         once = normalize_phone(written)
         assert normalize_phone(once) == once
+
+
+@pytest.mark.parametrize(
+    ("e164", "texted"),
+    [
+        ("+8613700000001", True),  # a mainland mobile
+        # The SPEC's duty line, as normalize_phone stores it and as an older register or a
+        # hand-written row may hold it (trunk 0 kept behind +86).
+        ("+862376000000", False),
+        ("+8602376000000", False),
+        ("+861012345678", False),  # a Beijing landline
+        ("+864008001234", False),  # a 400 service number (shared cost)
+        ("+868008101234", False),  # an 800 number (toll free)
+        # A US number may be a mobile or a landline: never withhold a message on doubt.
+        ("+16502530000", True),
+        ("not a number", True),
+    ],
+)
+def test_only_numbers_that_certainly_cannot_take_sms_are_called_instead(
+    e164: str, texted: bool
+) -> None:
+    assert takes_sms(e164) is texted
+
+
+@pytest.mark.parametrize(
+    ("e164", "dialled"),
+    [
+        ("+8613700000001", "13700000001"),
+        ("+862376000000", "02376000000"),
+        ("+8602376000000", "02376000000"),
+        ("+861012345678", "01012345678"),  # Beijing: a landline that starts with 1 after +86
+    ],
+)
+def test_a_number_as_dialled_inside_china_keeps_a_landlines_trunk_zero(
+    e164: str, dialled: str
+) -> None:
+    assert national_digits(e164) == dialled

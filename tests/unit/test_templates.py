@@ -250,3 +250,11 @@ def test_format_people_cuts_long_lists() -> None:
     assert format_people([]) == ""
     with pytest.raises(ValueError, match="limit"):
         format_people(["甲"], limit=0)
+
+
+@pytest.mark.parametrize("name", ["gateway_link", "gateway_link_restored"])
+def test_a_landline_duty_line_hears_the_gateway_link_twice_with_no_key_to_press(name: str) -> None:
+    text = render(name, "voice", LONG_PARAMS)
+    assert "按1" not in text and "按" not in text
+    assert "重复一遍" in text and text.count("看家网关") == 2
+    assert LONG_PARAMS["gateway"] in text and LONG_PARAMS["since"] in text

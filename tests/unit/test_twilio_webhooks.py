@@ -97,11 +97,27 @@ def test_a_status_report_needs_a_sid_and_a_status() -> None:
 
 def _call_row(role: str) -> Notification:
     return Notification(
+        alert_id=7,
         token="tok123",
         body="收到请按1",
         recipient_role=role,
         params=SOS_PARAMS,
     )
+
+
+def test_a_notice_outside_any_alert_is_spoken_without_listening_for_a_key() -> None:
+    twilio = TwilioWebhooks("tok", PUBLIC + "/")
+    speech = render("gateway_link", "voice", {"gateway": "gw-1", "since": "03:10"})
+    row = Notification(
+        alert_id=None, token="tok123", body=speech, recipient_role="town_duty", params={}
+    )
+    answered = _parse(twilio.call(row))
+    assert not list(answered.iter("Gather"))
+    assert [say.text for say in answered.iter("Say")] == [speech]
+    assert answered.find("Hangup") is not None
+    pressed = _parse(twilio.after_key(row, taken=False))
+    assert not list(pressed.iter("Gather")) and not list(pressed.iter("Say"))
+    assert pressed.find("Hangup") is not None
 
 
 def test_a_key_that_took_the_alert_is_confirmed_and_any_other_hears_it_again() -> None:

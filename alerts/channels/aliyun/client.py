@@ -35,6 +35,7 @@ from alerts.channels.base import Outgoing
 from alerts.channels.carrier_texts import carrier_params
 from alerts.notifiers.base import Delivery, DeliveryError
 from alerts.templates import plain_variant
+from gateway.register.phones import national_digits
 
 __all__ = ["AliyunAccount", "AliyunSms", "AliyunVoice", "national_number"]
 
@@ -78,9 +79,10 @@ class AliyunAccount:
 
 
 def national_number(e164: str) -> str:
-    """How Aliyun wants a number: mainland without ``+86``, others with the country code."""
+    """How Aliyun wants a number: mainland without ``+86`` (a landline with its trunk 0, as
+    ``IvrCall`` needs to call the duty line), others with the country code."""
     if e164.startswith("+86"):
-        return e164[3:]
+        return national_digits(e164)
     return e164.lstrip("+")
 
 
@@ -91,6 +93,7 @@ def _json(values: Mapping[str, str]) -> str:
 class _AliyunProvider:
     name = "aliyun"
     what = "request"
+    channel = "sms"
 
     def __init__(self, templates: Mapping[str, str]) -> None:
         self.templates = dict(templates)
@@ -109,7 +112,9 @@ class _AliyunProvider:
             # Configuration refuses this at start; a template added later still must not
             # vanish silently.
             raise DeliveryError(
-                f"{self.name}: no template code filed for {template!r}", retryable=False
+                f"{self.name}: no template code filed for {template!r} "
+                f"(aliyun.{self.channel}.templates.{template})",
+                retryable=False,
             )
         return code
 
@@ -215,6 +220,7 @@ class AliyunVoice(_AliyunProvider):
 
     name = "aliyun_voice"
     what = "call"
+    channel = "voice"
 
     def __init__(
         self,
@@ -234,21 +240,27 @@ class AliyunVoice(_AliyunProvider):
         self._client = VoiceClient(account.config(endpoint))
 
     async def send(self, message: Outgoing) -> Delivery:
-        # Key 1 is the acknowledgement (SPEC §6); what it plays mirrors Twilio's <Gather> reply.
-        reply = "resident_ok" if message.recipient_role == "resident" else "ack_confirm"
+        template = self._filed(message.template)
+        start_code = self._code(template)
+        start_params = _json(carrier_params(template, "voice", message.params))
+        if message.alert_id is None:
+            # A notice outside any alert (a landline duty line told the gateway lost its
+            # broker): nothing to acknowledge, but IvrCall requires a MenuKeyMap, so key 1
+            # plays the notice once more; its receipt acknowledges nothing (no alert).
+            key_code, key_params = start_code, start_params
+        else:
+            # Key 1 is the acknowledgement (SPEC §6); what it plays mirrors Twilio's <Gather>
+            # reply.
+            reply = "resident_ok" if message.recipient_role == "resident" else "ack_confirm"
+            key_code = self._code(reply)
+            key_params = _json(carrier_params(reply, "voice", message.params))
         request = voice_models.IvrCallRequest(
             called_number=national_number(message.to),
             called_show_number=self.called_show_number,
-            start_code=self._code(self._filed(message.template)),
-            start_tts_params=_json(
-                carrier_params(self._filed(message.template), "voice", message.params)
-            ),
+            start_code=start_code,
+            start_tts_params=start_params,
             menu_key_map=[
-                voice_models.IvrCallRequestMenuKeyMap(
-                    key="1",
-                    code=self._code(reply),
-                    tts_params=_json(carrier_params(reply, "voice", message.params)),
-                )
+                voice_models.IvrCallRequestMenuKeyMap(key="1", code=key_code, tts_params=key_params)
             ],
             play_times=self.play_times,
             timeout=self.key_timeout_ms,

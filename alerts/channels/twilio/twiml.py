@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from twilio.twiml.voice_response import VoiceResponse
 
-__all__ = ["GATHER_TIMEOUT_SECONDS", "LANGUAGE", "call_twiml", "gather_reply_twiml"]
+__all__ = [
+    "GATHER_TIMEOUT_SECONDS",
+    "LANGUAGE",
+    "call_twiml",
+    "gather_reply_twiml",
+    "hangup_twiml",
+    "notice_twiml",
+]
 
 #: Twilio's ``<Say>`` language for Mandarin (mainland).
 LANGUAGE = "zh-CN"
@@ -61,5 +68,22 @@ def gather_reply_twiml(speech: str, *, voice: str | None = None) -> str:
     """The TwiML answering a key press: say ``speech`` (e.g. ``ack_confirm``), then hang up."""
     response = VoiceResponse()
     response.say(speech, language=LANGUAGE, voice=voice)
+    response.hangup()
+    return str(response.to_xml())
+
+
+def notice_twiml(speech: str, *, voice: str | None = None) -> str:
+    """The TwiML of a call outside any alert (the duty line told that the gateway lost its
+    broker): the speech, then hang up. No ``<Gather>``: a key press would acknowledge
+    nothing, and the text already says its facts twice."""
+    response = VoiceResponse()
+    response.say(speech, language=LANGUAGE, voice=voice)
+    response.hangup()
+    return str(response.to_xml())
+
+
+def hangup_twiml() -> str:
+    """Hang up: the answer to a key press that can mean nothing."""
+    response = VoiceResponse()
     response.hangup()
     return str(response.to_xml())

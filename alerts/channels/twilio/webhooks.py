@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from alerts.channels.twilio.signatures import verify_twilio_signature
-from alerts.channels.twilio.twiml import call_twiml, gather_reply_twiml
+from alerts.channels.twilio.twiml import (
+    call_twiml,
+    gather_reply_twiml,
+    hangup_twiml,
+    notice_twiml,
+)
 from alerts.templates import render
 from gateway.register.phones import normalize_phone
 from gateway.storage.models import Notification
@@ -81,12 +86,18 @@ class TwilioWebhooks:
         return f"{self.public_url}/twilio/voice/{token}/gather"
 
     def call(self, row: Notification) -> str:
-        """The TwiML of an answered alert call: its speech, listening for key 1."""
+        """The TwiML of an answered call: an alert's speech listening for key 1, or a
+        notice outside any alert (nothing to acknowledge) spoken without listening."""
+        if row.alert_id is None:
+            return notice_twiml(row.body)
         return call_twiml(row.body, self.gather_url(row.token))
 
     def after_key(self, row: Notification, *, taken: bool) -> str:
         """The answer to a key press: the confirmation when it took (or cancelled) the
-        alert; otherwise the speech once more rather than hanging up on them."""
+        alert; otherwise the speech once more rather than hanging up on them. A notice
+        outside any alert offers no key, so a press there (a replayed request) ends it."""
+        if row.alert_id is None:
+            return hangup_twiml()
         if not taken:
             return call_twiml(row.body, self.gather_url(row.token), repeat=1)
         reply = "resident_ok" if row.recipient_role == "resident" else "ack_confirm"
