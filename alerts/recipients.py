@@ -20,19 +20,19 @@ from alerts.outbox import Recipient, enqueue
 from alerts.templates import alert_template
 from alerts.types import ALERT_LABELS, AlertGroup, AlertType
 from gateway.config import EscalationStep
-from gateway.register.phones import takes_sms
+from gateway.register.phones import national_digits, takes_sms
 from gateway.storage.models import Alert, Helper, Notification, Person, TeamMember, Town, Village
 
 __all__ = ["Recipients", "national_phone", "tell_everyone", "town_duty"]
 
 
 def national_phone(e164: str | None) -> str:
-    """What a Chinese reader dials: +8613700000001 -> 13700000001."""
+    """What a Chinese reader dials: +8613700000001 -> 13700000001, +861012345678 (a Beijing
+    landline, whose area code also begins with 1) -> 01012345678."""
     if not e164:
         return "无"
     if e164.startswith("+86"):
-        rest = e164[3:]
-        return rest if rest.startswith("1") else "0" + rest
+        return national_digits(e164)
     return e164
 
 

@@ -1,6 +1,6 @@
 """The broker link: the town duty line hears directly when the MQTT path has been down for
-``rules.gateway_link`` (SMS goes by the notifier, which does not need the broker), and
-again when it is restored."""
+``rules.gateway_link`` (an SMS, or a call to a landline, goes by the notifier, which does not
+need the broker), and again when it is restored."""
 
 from __future__ import annotations
 
