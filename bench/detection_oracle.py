@@ -27,6 +27,7 @@ which is exactly what a model learned from the past meets.
 
     python -m bench.detection_oracle --households 100 --days 400 [--seed 9001]
     python -m bench.detection_oracle --households 100 --days 400 --learn 28
+    python -m bench.detection_oracle --households 100 --days 1200 --learn 800
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ async def test_an_officer_replays_the_last_days_with_learned_routines(
     await expect(page.locator('[data-testid="whatif-result"]')).to_have_count(0)
     await page.fill('input[name="days"]', "3")
     await page.select_option('select[name="mode"]', "learned")
-    await page.click('[data-action="whatif"]')
+    # The click waits for the form's navigation, which comes back when the replay child is
+    # done: as long as the result itself may take on a loaded machine.
+    await page.click('[data-action="whatif"]', timeout=30_000)
     result = page.locator('[data-testid="whatif-result"]')
     await expect(result).to_be_visible(timeout=30_000)
     # Every resident on the register, the threshold alerts side by side.

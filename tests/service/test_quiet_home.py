@@ -356,12 +356,16 @@ async def test_losing_the_broker_tells_the_duty_line_directly(home: Home) -> Non
     await gateway.runner.check_broker_link()
     await gateway.runner.check_broker_link()
     await gateway.alerts.tick()
-    [sms] = home.notifier.to(DUTY, "sms")
-    assert "与消息服务器断开" in sms and "08:00" in sms
+    # The duty line is the register's landline (023-76000000): it is called, never texted.
+    [call] = home.notifier.to(DUTY)
+    assert home.notifier.to(DUTY, "voice") == [call]
+    assert "与消息服务器断开" in call and "08:00" in call
     gateway.ingest.connected = True
     await gateway.runner.check_broker_link()
     await gateway.alerts.tick()
-    assert len(home.notifier.to(DUTY, "sms")) == 2 and "恢复" in home.notifier.to(DUTY, "sms")[1]
+    calls = home.notifier.to(DUTY, "voice")
+    assert len(calls) == 2 and "恢复" in calls[1]
+    assert home.notifier.to(DUTY, "sms") == []
 
 
 BED_BOUND = f"""  - name: 卧床老人
