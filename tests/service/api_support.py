@@ -29,6 +29,33 @@ PASSWORD = "correct-horse-battery"
 SECRET = "s" * 32
 
 
+@asynccontextmanager
+async def app_client(
+    settings: Settings,
+    db: Database,
+    clock: ManualClock,
+    alerts: AlertService,
+    *,
+    secret_key: str = SECRET,
+    base_url: str = "http://testserver",
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in this process, reached through httpx (no socket, no server)."""
+    app = create_app(
+        ApiContext(
+            settings=settings,
+            db=db,
+            clock=clock,
+            metrics=Metrics(),
+            alerts=alerts,
+            secret_key=secret_key,
+            health=lambda: "connected",
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        yield client
+
+
 @dataclass
 class Api:
     client: httpx.AsyncClient
@@ -102,17 +129,5 @@ async def running_api(db: Database, tmp_path: Path, *, persons: int = 2) -> Asyn
         timezone=settings.tz,
         worker_id="test",
     )
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            db=db,
-            clock=clock,
-            metrics=Metrics(),
-            alerts=alerts,
-            secret_key=SECRET,
-            health=lambda: "connected",
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with app_client(settings, db, clock, alerts) as client:
         yield Api(client, db, clock, settings)

@@ -16,12 +16,9 @@ from sqlalchemy import select
 from alerts.channels.setup import build_dispatcher
 from alerts.service import AlertService
 from alerts.templates import TEMPLATES
-from gateway.api.app import create_app
-from gateway.api.deps import ApiContext
 from gateway.app import build_notifier
 from gateway.clock import ManualClock
 from gateway.config import Settings, load_settings
-from gateway.metrics import Metrics
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import Database
@@ -30,6 +27,7 @@ from tests.fakes.fake_aliyun import FakeAliyun
 from tests.fakes.fake_robots import FakeRobots
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import register_yaml
+from tests.service.api_support import app_client
 
 SIGN_NAME = "隘口镇民政办"
 SHOW_NUMBER = "02376000000"
@@ -160,17 +158,5 @@ async def china(db: Database, clock: ManualClock, *, persons: int = 2) -> AsyncI
             worker_id="cn",
             channels=build_dispatcher(settings, db, clock, notifier, env=env),
         )
-        app = create_app(
-            ApiContext(
-                settings=settings,
-                db=db,
-                clock=clock,
-                metrics=Metrics(),
-                alerts=alerts,
-                secret_key="s" * 32,
-                health=lambda: "connected",
-            )
-        )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with app_client(settings, db, clock, alerts, secret_key="s" * 32) as client:
             yield China(db, clock, settings, alerts, aliyun, twilio, robots, client, person_ids)

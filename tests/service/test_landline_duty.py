@@ -19,17 +19,15 @@ from alerts.notifiers import TwilioNotifier
 from alerts.service import AlertService
 from alerts.templates import render
 from alerts.types import AlertTrigger, AlertType
-from gateway.api.app import create_app
-from gateway.api.deps import ApiContext
 from gateway.clock import ManualClock
 from gateway.config import EscalationConfig, RulesConfig, load_settings
-from gateway.metrics import Metrics
 from gateway.register.apply import apply_provisioning
 from gateway.register.provisioning import parse_provisioning
 from gateway.storage.db import Database
 from gateway.storage.models import Notification, Person, Town
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.helpers import is_template, register_yaml
+from tests.service.api_support import app_client as in_process_app
 
 HELPER = "+8613700000001"
 TEAM = ("+8613900000001", "+8613900000002")
@@ -86,19 +84,9 @@ async def app_client(
         public_url=PUBLIC,
         twilio_auth_token=twilio.auth_token,
     )
-    app = create_app(
-        ApiContext(
-            settings=settings,
-            db=db,
-            clock=clock,
-            metrics=Metrics(),
-            alerts=service,
-            secret_key=SECRET,
-            health=lambda: "connected",
-        )
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=PUBLIC) as client:
+    async with in_process_app(
+        settings, db, clock, service, secret_key=SECRET, base_url=PUBLIC
+    ) as client:
         yield client
 
 
