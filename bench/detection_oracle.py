@@ -66,9 +66,9 @@ class Slot:
 def slots_of(households: int, days: int, learn: int, seed: int, within: float) -> list[Slot]:
     """Every home's slots (hour, motion sensor, pace), with their shares and counts."""
     every: list[Slot] = []
+    boundary = datetime.combine(FIRST_DAY + timedelta(days=learn), datetime.min.time(), TOWN_TZ)
     for household in generate_households(households, seed=seed, protocol="mixed"):
         lived = untidy_days(household, FIRST_DAY, days)
-        boundary = datetime.combine(FIRST_DAY + timedelta(days=learn), datetime.min.time(), TOWN_TZ)
         slots: dict[SlotKey, Slot] = defaultdict(Slot)
         falls = {True: 0, False: 0}
         recent: deque[datetime] = deque()

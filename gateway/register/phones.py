@@ -92,12 +92,8 @@ def takes_sms(e164: str) -> bool:
     and for anything ``phonenumbers`` cannot tell apart from one (a US number, a number it
     does not know): a message is never withheld on doubt.
     """
-    text = _TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip())
-    try:
-        number = phonenumbers.parse(text, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        return True
-    return phonenumbers.number_type(number) not in _NO_SMS
+    number = _parsed(e164)
+    return number is None or phonenumbers.number_type(number) not in _NO_SMS
 
 
 def national_digits(e164: str) -> str:
@@ -105,10 +101,16 @@ def national_digits(e164: str) -> str:
     trunk 0 (``+862376000000`` -> ``02376000000``, ``+861012345678`` -> ``01012345678``), a
     mobile has none (``+8613700000001`` -> ``13700000001``). A value ``phonenumbers`` cannot
     read comes back without its ``+``."""
-    text = _TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip())
-    try:
-        number = phonenumbers.parse(text, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        return text.lstrip("+")
+    number = _parsed(e164)
+    if number is None:
+        return _TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip()).lstrip("+")
     national: str = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
     return re.sub(r"\D", "", national)
+
+
+def _parsed(e164: str) -> phonenumbers.PhoneNumber | None:
+    """A stored number as ``phonenumbers`` reads it (a trunk 0 after +86 dropped), or None."""
+    try:
+        return phonenumbers.parse(_TRUNK_ZERO_AFTER_CC.sub("+86", e164.strip()), DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return None

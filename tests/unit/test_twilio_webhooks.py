@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from alerts.channels.twilio.twiml import call_twiml, gather_reply_twiml
+from alerts.channels.twilio.twiml import call_twiml, say_and_hang_up_twiml
 from alerts.channels.twilio.webhooks import InboundSms, StatusReport, TwilioWebhooks
 from alerts.templates import render
 from gateway.storage.models import Notification
@@ -183,7 +183,7 @@ def test_call_twiml_escapes_xml() -> None:
 
 def test_gather_reply_says_and_hangs_up() -> None:
     speech = render("ack_confirm", "voice", {})
-    root = _parse(gather_reply_twiml(speech))
+    root = _parse(say_and_hang_up_twiml(speech))
     assert [child.tag for child in root] == ["Say", "Hangup"]
     say = root.find("Say")
     assert say is not None

@@ -17,9 +17,8 @@ __all__ = [
     "GATHER_TIMEOUT_SECONDS",
     "LANGUAGE",
     "call_twiml",
-    "gather_reply_twiml",
     "hangup_twiml",
-    "notice_twiml",
+    "say_and_hang_up_twiml",
 ]
 
 #: Twilio's ``<Say>`` language for Mandarin (mainland).
@@ -64,18 +63,10 @@ def call_twiml(
     return str(response.to_xml())
 
 
-def gather_reply_twiml(speech: str, *, voice: str | None = None) -> str:
-    """The TwiML answering a key press: say ``speech`` (e.g. ``ack_confirm``), then hang up."""
-    response = VoiceResponse()
-    response.say(speech, language=LANGUAGE, voice=voice)
-    response.hangup()
-    return str(response.to_xml())
-
-
-def notice_twiml(speech: str, *, voice: str | None = None) -> str:
-    """The TwiML of a call outside any alert (the duty line told that the gateway lost its
-    broker): the speech, then hang up. No ``<Gather>``: a key press would acknowledge
-    nothing, and the text already says its facts twice."""
+def say_and_hang_up_twiml(speech: str, *, voice: str | None = None) -> str:
+    """Say ``speech``, then hang up: the answer to a key press (``ack_confirm``), and a call
+    outside any alert (the duty line told that the gateway lost its broker), which has no
+    ``<Gather>`` because a key press there would acknowledge nothing."""
     response = VoiceResponse()
     response.say(speech, language=LANGUAGE, voice=voice)
     response.hangup()

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from alerts.channels.twilio.signatures import verify_twilio_signature
 from alerts.channels.twilio.twiml import (
     call_twiml,
-    gather_reply_twiml,
     hangup_twiml,
-    notice_twiml,
+    say_and_hang_up_twiml,
 )
 from alerts.templates import render
 from gateway.register.phones import normalize_phone
@@ -89,7 +88,7 @@ class TwilioWebhooks:
         """The TwiML of an answered call: an alert's speech listening for key 1, or a
         notice outside any alert (nothing to acknowledge) spoken without listening."""
         if row.alert_id is None:
-            return notice_twiml(row.body)
+            return say_and_hang_up_twiml(row.body)
         return call_twiml(row.body, self.gather_url(row.token))
 
     def after_key(self, row: Notification, *, taken: bool) -> str:
@@ -101,4 +100,4 @@ class TwilioWebhooks:
         if not taken:
             return call_twiml(row.body, self.gather_url(row.token), repeat=1)
         reply = "resident_ok" if row.recipient_role == "resident" else "ack_confirm"
-        return gather_reply_twiml(render(reply, "voice", row.params))
+        return say_and_hang_up_twiml(render(reply, "voice", row.params))
